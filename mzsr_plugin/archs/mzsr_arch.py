@@ -1,0 +1,50 @@
+from torch import nn as nn
+
+from basicsr.utils.registry import ARCH_REGISTRY
+from mzsr_plugin.utils.matlab_resize import imresize_pt
+
+
+@ARCH_REGISTRY.register()
+class MZSRNet(nn.Module):
+    """The MZSR network (Soh et al., CVPR 2020): a plain conv stack with a global residual.
+
+    It takes the LR image and returns the SR image: the LR is upsampled with MATLAB-exact bicubic interpolation
+    inside, and the convs predict the residual on top of it, so it drops into BasicSR's ``SRModel`` as any SR arch.
+    With the defaults (8 convs of 64 features, x2) it is the official net: 225,091 parameters.
+
+    Args:
+        num_in_ch (int): Input channels. Default: 3.
+        num_out_ch (int): Output channels; equal to ``num_in_ch`` for the residual. Default: 3.
+        num_feat (int): Features of the hidden convs. Default: 64.
+        num_conv (int): Number of 3x3 convs (>= 2). Default: 8.
+        scale (int): Upsampling factor. Default: 2.
+    """
+
+    def __init__(self, num_in_ch=3, num_out_ch=3, num_feat=64, num_conv=8, scale=2):
+        super().__init__()
+        if num_conv < 2:
+            raise ValueError(f'MZSRNet: num_conv must be at least 2, got {num_conv}')
+        if num_in_ch != num_out_ch:
+            raise ValueError(f'MZSRNet: the global residual needs num_in_ch == num_out_ch, '
+                             f'got {num_in_ch} and {num_out_ch}')
+        if int(scale) != scale or scale < 1:
+            raise ValueError(f'MZSRNet: scale must be a positive integer, got {scale}')
+        self.scale = int(scale)
+        channels = [num_in_ch] + [num_feat] * (num_conv - 1) + [num_out_ch]
+        self.convs = nn.ModuleList(nn.Conv2d(c_in, c_out, 3, 1, 1) for c_in, c_out in zip(channels, channels[1:]))
+        self.relu = nn.ReLU()
+
+    def forward(self, x):
+        """Super-resolves a batch.
+
+        Args:
+            x (Tensor): LR images, shape (N, C, h, w), range [0, 1].
+
+        Returns:
+            Tensor: SR images, shape (N, C, h * scale, w * scale), not clipped.
+        """
+        base = imresize_pt(x, self.scale) if self.scale != 1 else x
+        out = base
+        for conv in self.convs[:-1]:
+            out = self.relu(conv(out))
+        return base + self.convs[-1](out)
