@@ -87,6 +87,8 @@ setup(
         'scikit-image',
         'matplotlib',
         'tqdm',
+        # basicsr 1.4.2 imports distutils, which Python 3.12 only has through setuptools.
+        'setuptools; python_version >= "3.12"',
     ],
     extras_require={
         'test': ['pytest>=7'],

@@ -5,6 +5,9 @@
 - ``basicsr.train.load_resume_state`` maps every tensor to CUDA and looks for ``experiments/`` relative to the
   current directory: replaced by :func:`load_resume_state` (device-aware, absolute experiment path, and it
   skips an unreadable newest state instead of crashing).
+- ``BaseModel.save_network`` / ``save_training_state`` write checkpoints in place, so a process killed mid-save
+  leaves a truncated file that ``--auto_resume`` then picks: ``torch.save`` as seen by
+  ``basicsr.models.base_model`` becomes :func:`atomic_torch_save` (temp file in the same folder, fsync, rename).
 - ``basicsr.utils.dist_util.init_dist`` calls ``torch.cuda.set_device`` and uses NCCL: replaced by
   :func:`init_dist`, which uses ``mmengine.dist`` with NCCL on GPUs and plain gloo on CPU-only machines.
 
@@ -12,19 +15,61 @@ Stock ``basicsr/train.py`` run as a script keeps its own copy of ``load_resume_s
 wrapped ``parse_options`` swaps that copy too, right before ``train_pipeline`` calls it.
 """
 import functools
+import logging
 import os
 import sys
+import tempfile
 import torch
+import types
 from os import path as osp
 
 import mzsr_plugin_hook
 
 mzsr_plugin_hook.install_torchvision_shim()
 
+import basicsr.models.base_model  # noqa: E402
+import basicsr.test  # noqa: E402
 import basicsr.train  # noqa: E402
 import basicsr.utils.dist_util  # noqa: E402
 import basicsr.utils.options  # noqa: E402
-from basicsr.utils import check_resume, get_root_logger, scandir  # noqa: E402
+from basicsr.utils import check_resume, scandir  # noqa: E402
+
+
+def atomic_torch_save(obj, f, *args, **kwargs):
+    """``torch.save`` that never leaves a partial file at ``f``: it writes a temp file beside it, then renames.
+
+    Args:
+        obj: What to save.
+        f (str | os.PathLike | file): Destination; file objects are passed to ``torch.save`` unchanged.
+        *args, **kwargs: Passed to ``torch.save``.
+    """
+    if not isinstance(f, (str, os.PathLike)):
+        torch.save(obj, f, *args, **kwargs)
+        return
+    folder = osp.dirname(osp.abspath(f))
+    fd, tmp = tempfile.mkstemp(prefix=f'.{osp.basename(f)}.', suffix='.tmp', dir=folder)
+    try:
+        with os.fdopen(fd, 'wb') as handle:
+            torch.save(obj, handle, *args, **kwargs)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, f)
+    except BaseException:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+class _TorchWithAtomicSave(types.ModuleType):
+    """``torch`` as BasicSR's base_model sees it: every attribute is torch's, except ``save``."""
+
+    def __init__(self):
+        super().__init__('torch')
+
+    def __getattr__(self, name):
+        return getattr(torch, name)
+
+    save = staticmethod(atomic_torch_save)
 
 
 def init_dist(launcher, backend=None, **kwargs):
@@ -84,7 +129,8 @@ def load_resume_state(opt):
     Returns:
         dict | None: The training state, mapped to the training device, or None to start fresh.
     """
-    logger = get_root_logger()
+    # Not get_root_logger(): called before train_pipeline sets up the log file, it would stop the file logging.
+    logger = logging.getLogger('basicsr')
     if opt['auto_resume']:
         state_dir = opt['path'].get('training_states') or osp.join(opt['path']['experiments_root'],
                                                                     'training_states')
@@ -128,3 +174,4 @@ basicsr.utils.dist_util.init_dist = init_dist
 basicsr.train.load_resume_state = load_resume_state
 basicsr.train.parse_options = parse_options
 basicsr.test.parse_options = parse_options
+basicsr.models.base_model.torch = _TorchWithAtomicSave()

@@ -1,0 +1,69 @@
+import numpy as np
+import random
+from os import path as osp
+from torch.utils import data as data
+
+from basicsr.data.data_util import paths_from_folder, paths_from_lmdb
+from basicsr.data.transforms import augment
+from basicsr.utils import FileClient, imfrombytes, img2tensor
+from basicsr.utils.matlab_functions import imresize
+from basicsr.utils.registry import DATASET_REGISTRY
+
+
+@DATASET_REGISTRY.register()
+class MZSRBicubicPairDataset(data.Dataset):
+    """HR patches and their MATLAB-bicubic LR, made on the fly: pretraining data from HR images alone.
+
+    DIV2K users can keep BasicSR's ``PairedImageDataset`` on the prepared LMDB pairs; this dataset serves any HR
+    folder or LMDB (e.g. the training images of the model card) without a prepared LR set.
+
+    Options (besides BasicSR's ``name``, ``phase``, ``batch_size_per_gpu``...):
+        dataroot_gt (str): HR folder, or ``.lmdb`` with ``io_backend.type: lmdb``.
+        io_backend (dict): ``{type: disk}`` or ``{type: lmdb}``.
+        scale (int): Downscaling factor.
+        gt_size (int): HR patch size, a multiple of ``scale``.
+        use_hflip (bool), use_rot (bool): Augmentation.
+
+    Returns per item: ``lq`` (3, gt_size/scale, gt_size/scale), ``gt`` (3, gt_size, gt_size), RGB float32 in
+    [0, 1], ``lq_path``, ``gt_path``.
+    """
+
+    def __init__(self, opt):
+        super().__init__()
+        self.opt = opt
+        self.io_backend_opt = dict(opt['io_backend'])
+        self.file_client = None
+        self.scale = int(opt['scale'])
+        self.gt_size = int(opt['gt_size'])
+        if self.gt_size % self.scale:
+            raise ValueError(f'{opt.get("name", "dataset")}: gt_size {self.gt_size} must be a multiple of scale '
+                             f'{self.scale}')
+        root = opt['dataroot_gt']
+        if not osp.exists(root):
+            raise FileNotFoundError(f'dataroot_gt: {root} does not exist')
+        if self.io_backend_opt['type'] == 'lmdb':
+            self.io_backend_opt['db_paths'] = [root]
+            self.io_backend_opt['client_keys'] = ['gt']
+            self.paths = paths_from_lmdb(root)
+        else:
+            self.paths = sorted(paths_from_folder(root))
+        if not self.paths:
+            raise ValueError(f'dataroot_gt: no images found in {root}')
+
+    def __getitem__(self, index):
+        if self.file_client is None:
+            self.file_client = FileClient(self.io_backend_opt.pop('type'), **self.io_backend_opt)
+        path = self.paths[index]
+        img = imfrombytes(self.file_client.get(path, 'gt'), float32=True)
+        h, w = img.shape[:2]
+        if h < self.gt_size or w < self.gt_size:
+            raise ValueError(f'{path}: image {w}x{h} is smaller than gt_size {self.gt_size}')
+        top, left = random.randint(0, h - self.gt_size), random.randint(0, w - self.gt_size)
+        gt = img[top:top + self.gt_size, left:left + self.gt_size]
+        gt = augment(gt, self.opt.get('use_hflip', True), self.opt.get('use_rot', True))
+        lq = np.clip(imresize(gt, 1 / self.scale), 0, 1).astype(np.float32)
+        gt, lq = img2tensor([gt, lq], bgr2rgb=True, float32=True)
+        return {'lq': lq, 'gt': gt, 'lq_path': path, 'gt_path': path}
+
+    def __len__(self):
+        return len(self.paths)

@@ -1,0 +1,156 @@
+"""PSNR after 0..n adaptation steps on a set of degraded images: what meta-training is judged by.
+
+Shared by the weights recipe (checkpoint selection on held-out images), the demo and the benchmarks, so they all
+measure the same thing: son -> LR adaptation with the official per-step lrs, SR of the whole LR, official PSNR.
+"""
+import glob
+import numpy as np
+import time
+import torch
+from dataclasses import dataclass, field
+from os import path as osp
+
+from basicsr.utils import img2tensor, tensor2img
+from mzsr_plugin.archs.mzsr_arch import MZSRNet
+from mzsr_plugin.data.degradations import degrade_np
+from mzsr_plugin.metrics.official_metric import calculate_mzsr_psnr
+from mzsr_plugin.models.adaptation import adapt_to_image, at_scale, resolve_adapt_lrs, super_resolve
+from mzsr_plugin.models.inner_loop import detached_params
+
+
+@dataclass
+class DegradedImage:
+    """One test case: LR made from GT with a known kernel.
+
+    Attributes:
+        name (str): Image name.
+        lr (Tensor): Shape (1, 3, h, w), RGB in [0, 1] (uint8-rounded as the official inputs).
+        gt (np.ndarray): Shape (H, W, 3) uint8 BGR, cropped to a multiple of the scale.
+        kernel (Tensor): Shape (k, k).
+        scale (int): Scale.
+        downsample (str): ``'direct'`` or ``'bicubic'``.
+    """
+    name: str
+    lr: torch.Tensor
+    gt: np.ndarray
+    kernel: torch.Tensor
+    scale: int
+    downsample: str = 'direct'
+
+
+@dataclass
+class AdaptationResult:
+    """PSNR after each evaluated step count, and the wall time of adaptation + SR for the last one."""
+    name: str
+    psnr: dict = field(default_factory=dict)
+    seconds: dict = field(default_factory=dict)
+
+
+def degrade_image(name, gt_bgr_uint8, kernel, scale, downsample='direct'):
+    """Builds a :class:`DegradedImage` as the official test inputs: GT modcropped, blurred, subsampled, rounded.
+
+    Args:
+        name (str): Image name.
+        gt_bgr_uint8 (np.ndarray): (H, W, 3) uint8 BGR (as cv2 reads it).
+        kernel (np.ndarray): (k, k) blur kernel.
+        scale (int): Scale.
+        downsample (str): ``'direct'`` or ``'bicubic'``.
+
+    Returns:
+        DegradedImage: The test case.
+    """
+    h, w = gt_bgr_uint8.shape[:2]
+    gt = gt_bgr_uint8[:h - h % scale, :w - w % scale]
+    lr = degrade_np(gt.astype(np.float64) / 255.0, kernel, scale, downsample)
+    lr = np.clip(np.round(lr * 255), 0, 255) / 255.0
+    lr_tensor = img2tensor(lr.astype(np.float32), bgr2rgb=True, float32=True).unsqueeze(0)
+    return DegradedImage(name, lr_tensor, gt, torch.as_tensor(np.asarray(kernel, np.float32)), scale, downsample)
+
+
+def load_mzsr_weights(path, scale=2, device='cpu'):
+    """MZSRNet with a BasicSR ``.pth`` (key ``params``), depth and width read from the weights.
+
+    Args:
+        path (str): Weights file.
+        scale (int): Scale to build the net for.
+        device (str | torch.device): Device.
+
+    Returns:
+        MZSRNet: In eval mode, on ``device``.
+    """
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'weights file not found: {path}')
+    state = torch.load(path, map_location='cpu', weights_only=True)
+    params = state.get('params', state) if isinstance(state, dict) else state
+    convs = sorted({int(k.split('.')[1]) for k in params if k.startswith('convs.') and k.endswith('.weight')})
+    if not convs:
+        raise ValueError(f'{path}: no MZSRNet weights (expected keys convs.<i>.weight under "params")')
+    net = MZSRNet(num_feat=params['convs.0.weight'].shape[0], num_conv=len(convs), scale=scale)
+    net.load_state_dict(params, strict=True)
+    return net.to(device).eval()
+
+
+def evaluate_adaptation(net, images, steps_list=(0, 1, 10), lrs=None, device='cpu'):
+    """PSNR of SR after each number of adaptation steps in ``steps_list`` (weights reset per image).
+
+    One adaptation run of ``max(steps_list)`` steps per image; PSNR is taken after each listed step, and the time
+    of each entry is adaptation up to that step plus one SR.
+
+    Args:
+        net (nn.Module): The network (unchanged).
+        images (Sequence[DegradedImage]): Test cases.
+        steps_list (Sequence[int]): Step counts to report.
+        lrs (Sequence[float] | None): Per-step learning rates for ``max(steps_list)`` steps (None: direct x2 preset).
+        device (str | torch.device): Device.
+
+    Returns:
+        list[AdaptationResult]: One per image.
+    """
+    max_steps = max(steps_list)
+    cuda = torch.device(device).type == 'cuda'
+    results = []
+    for image in images:
+        lr, kernel = image.lr.to(device), image.kernel.to(device)
+        lrs_used = list(lrs) if lrs is not None else resolve_adapt_lrs(None, max_steps, image.scale,
+                                                                      image.downsample)
+        result = AdaptationResult(image.name)
+        clock = {'adapt': 0.0, 'last': 0.0}
+
+        def record(step, params):
+            begin = time.perf_counter()
+            sr = super_resolve(net, params, lr)
+            if cuda:
+                torch.cuda.synchronize()
+            # Time = adaptation so far + one SR; PSNR bookkeeping of earlier steps is not counted.
+            result.seconds[step] = clock['adapt'] + time.perf_counter() - begin
+            result.psnr[step] = calculate_mzsr_psnr(tensor2img(sr), image.gt, crop_border=image.scale)
+
+        def on_step(step, params, loss):
+            clock['adapt'] += time.perf_counter() - clock['last']
+            if step in steps_list:
+                record(step, params)
+            clock['last'] = time.perf_counter()
+
+        with at_scale(net, image.scale):
+            params = detached_params(net)
+            if 0 in steps_list:
+                record(0, params)
+            if max_steps:
+                clock['last'] = time.perf_counter()
+                adapt_to_image(net, params, lr, kernel, image.scale, image.downsample, lrs_used, on_step=on_step)
+        results.append(result)
+    return results
+
+
+def mean_psnr(results):
+    """Mean PSNR per step count over images: ``{steps: dB}``."""
+    steps = results[0].psnr.keys()
+    return {s: float(np.mean([r.psnr[s] for r in results])) for s in steps}
+
+
+def list_images(folder, limit=None):
+    """Sorted image files of a folder (png/jpg/bmp), at most ``limit``."""
+    files = sorted(f for ext in ('png', 'jpg', 'jpeg', 'bmp') for f in glob.glob(osp.join(folder, f'*.{ext}')))
+    if not files:
+        raise FileNotFoundError(f'no images in {folder}')
+    return files[:limit] if limit else files

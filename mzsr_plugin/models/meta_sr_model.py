@@ -1,0 +1,260 @@
+import mmengine.dist
+import time
+import torch
+from collections import OrderedDict
+from torch.nn.parallel import DistributedDataParallel
+
+from basicsr.metrics import calculate_metric
+from basicsr.models.sr_model import SRModel
+from basicsr.utils import get_root_logger, tensor2img
+from basicsr.utils.registry import MODEL_REGISTRY
+from mzsr_plugin.data.meta_task_dataset import crop_task_to_scale
+from .adaptation import adapt_to_image, at_scale, back_project, resolve_adapt_lrs, super_resolve
+from .inner_loop import detached_params
+from .meta_learning import multi_step_loss_weights, select_meta_engine
+
+TRAIN_MODES = ('pretrain', 'meta')
+
+
+@MODEL_REGISTRY.register()
+class MetaSRModel(SRModel):
+    """MZSR in one BasicSR model: bicubic pretraining, meta-transfer learning and test-time adaptation.
+
+    ``train.mode: pretrain`` is plain L1 training on (LR, HR) pairs, as ``SRModel``. ``train.mode: meta`` runs
+    MAML over kernel tasks from ``MZSRMetaTaskDataset`` starting from ``path.pretrain_network_g``: the
+    meta-gradient of the weighted multi-step query loss (second order unless ``first_order``) is all-reduced across
+    processes and applied by the meta-optimizer (``optim_g``, Adam in MZSR). In both modes and at test time,
+    ``test()`` adapts a copy of the weights to each image's kernel for ``val.adapt.steps`` steps before SR, so stock
+    ``basicsr/test.py`` and validation during training measure PSNR after adaptation.
+    """
+
+    def __init__(self, opt):
+        self.mode = opt['train'].get('mode', 'pretrain') if opt['is_train'] else 'test'
+        if opt['is_train'] and self.mode not in TRAIN_MODES:
+            raise ValueError(f'train.mode must be one of {TRAIN_MODES}, got {self.mode!r}')
+        if self.mode == 'meta' and not opt['path'].get('pretrain_network_g'):
+            raise ValueError('train.mode: meta starts from pretrained weights: set path.pretrain_network_g to a '
+                             '.pth from the pretraining stage (or from scripts/convert_official_mzsr.py)')
+        self.kernel = None
+        super().__init__(opt)
+
+    def model_to_device(self, net):
+        """Moves the net; wraps it in DDP only for distributed pretraining.
+
+        Meta-training all-reduces its meta-gradients itself (DDP cannot do double backward), and DDP on CPU needs
+        no device ids, which BasicSR's version always passes.
+        """
+        net = net.to(self.device)
+        if self.opt['dist'] and self.mode == 'pretrain':
+            device_ids = [torch.cuda.current_device()] if self.device.type == 'cuda' else None
+            net = DistributedDataParallel(
+                net, device_ids=device_ids, find_unused_parameters=self.opt.get('find_unused_parameters', False))
+        return net
+
+    # ----------------------------------------------------------------------------------------------- training
+    def init_training_settings(self):
+        if self.mode == 'pretrain':
+            super().init_training_settings()
+            return
+        self.net_g.train()
+        train_opt = self.opt['train']
+        self.inner_lr = float(train_opt.get('inner_lr', 1e-2))
+        self.inner_steps = int(train_opt.get('inner_steps', 5))
+        if self.inner_steps < 1:
+            raise ValueError(f'train.inner_steps must be >= 1, got {self.inner_steps}')
+        self.first_order = bool(train_opt.get('first_order', False))
+        self.first_order_iters = int(train_opt.get('first_order_iters', 0))
+        self.loss_weight_decay = float(train_opt.get('loss_weight_decay', 6e-5))
+        self.grad_clip_norm = train_opt.get('grad_clip_norm')
+        self.meta_engine = select_meta_engine(train_opt.get('meta_engine', 'auto'), self.device)
+        self.skipped_updates = 0
+        self.setup_optimizers()
+        self.setup_schedulers()
+
+    def feed_data(self, data):
+        if 'support_lq' in data:
+            self.tasks = tuple(data[key].to(self.device) for key in ('support_lq', 'support_gt', 'query_lq',
+                                                                      'query_gt'))
+            self.task_scales = [int(s) for s in data['scale']]
+            self.task_gt_size = int(data['support_gt'].shape[-1])
+            return
+        super().feed_data(data)
+        self.kernel = data['kernel'].to(self.device) if 'kernel' in data else None
+        self.downsample = data['downsample'][0] if 'downsample' in data else 'direct'
+        self.image_scale = int(data['scale'][0]) if 'scale' in data else self.opt['scale']
+
+    def optimize_parameters(self, current_iter):
+        if self.mode == 'pretrain':
+            super().optimize_parameters(current_iter)
+            return
+        self.optimize_meta(current_iter)
+
+    def _scale_groups(self):
+        """Splits the task batch by scale; each group's tensors are cut to the valid (unpadded) region."""
+        groups = OrderedDict()
+        for index, scale in enumerate(self.task_scales):
+            groups.setdefault(scale, []).append(index)
+        if len(groups) == 1:
+            return [(self.task_scales[0], self.tasks)]
+        if not hasattr(self.get_bare_model(self.net_g), 'scale'):
+            raise ValueError(f'{type(self.get_bare_model(self.net_g)).__name__} has a fixed scale, but the task '
+                             f'batch mixes scales {sorted(groups)}: multi-scale meta-training needs an arch with '
+                             'a `scale` attribute such as MZSRNet')
+        result = []
+        for scale, indices in groups.items():
+            picked = [t[indices] for t in self.tasks]
+            support_lq, support_gt = crop_task_to_scale(picked[0], picked[1], scale, self.task_gt_size)
+            query_lq, query_gt = crop_task_to_scale(picked[2], picked[3], scale, self.task_gt_size)
+            result.append((scale, (support_lq, support_gt, query_lq, query_gt)))
+        return result
+
+    def optimize_meta(self, current_iter):
+        """One meta-update: meta-gradients over the task batch, all-reduced, checked, applied by the optimizer."""
+        net = self.get_bare_model(self.net_g)
+        params = dict(net.named_parameters())
+        weights = multi_step_loss_weights(self.inner_steps, current_iter - 1, self.loss_weight_decay)
+        second_order = not self.first_order and current_iter > self.first_order_iters
+        num_tasks = len(self.task_scales)
+        grads = {name: torch.zeros_like(p) for name, p in params.items()}
+        meta_loss, support_losses, query_losses = 0, 0, 0
+        for scale, tasks in self._scale_groups():
+            share = tasks[0].shape[0] / num_tasks
+            with at_scale(net, scale):
+                g, m, s, q = self.meta_engine(net, params, tasks, self.inner_lr, self.inner_steps, weights,
+                                              second_order)
+            for name in grads:
+                grads[name] += share * g[name]
+            meta_loss, support_losses, query_losses = (meta_loss + share * m, support_losses + share * s,
+                                                       query_losses + share * q)
+        if self.opt['dist']:
+            # Mean over processes = mean over the union of their tasks (every process holds as many tasks).
+            for g in grads.values():
+                mmengine.dist.all_reduce(g, op='mean')
+        self.optimizer_g.zero_grad(set_to_none=True)
+        for name, p in params.items():
+            p.grad = grads[name]
+        grad_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads.values()]))
+        finite = bool(torch.isfinite(meta_loss)) and bool(torch.isfinite(grad_norm))
+        if finite:
+            if self.grad_clip_norm:
+                torch.nn.utils.clip_grad_norm_(params.values(), float(self.grad_clip_norm))
+            self.optimizer_g.step()
+        else:
+            self.skipped_updates += 1
+            self.optimizer_g.zero_grad(set_to_none=True)
+            get_root_logger().warning(f'iter {current_iter}: non-finite meta-loss or meta-gradient '
+                                      f'(loss {float(meta_loss):.4g}, grad norm {float(grad_norm):.4g}); '
+                                      f'update skipped ({self.skipped_updates} so far)')
+
+        log = OrderedDict(l_meta=meta_loss.detach(), l_query_pre=query_losses[0])
+        for step in range(self.inner_steps):
+            log[f'l_support_{step}'] = support_losses[step]
+            log[f'l_query_{step + 1}'] = query_losses[step + 1]
+        log['grad_norm'] = grad_norm.detach()
+        log['w_final'] = torch.tensor(weights[-1], device=self.device)
+        log['skipped_updates'] = torch.tensor(float(self.skipped_updates), device=self.device)
+        self.log_dict = self.reduce_loss_dict(log)
+        self._last_tasks = tasks
+
+    # ---------------------------------------------------------------------------------------------- test time
+    def _adapt_opt(self):
+        adapt_opt = dict((self.opt.get('val') or {}).get('adapt') or {})
+        steps = adapt_opt.get('steps', 0)
+        if not isinstance(steps, int) or steps < 0:
+            raise ValueError(f'val.adapt.steps must be a whole number >= 0, got {steps!r}')
+        return adapt_opt
+
+    def test(self):
+        """SR of ``self.lq`` after adapting a copy of the weights to ``self.kernel`` (``val.adapt``).
+
+        ``val.adapt`` keys: ``steps`` (0 = plain inference), ``lr`` (preset name, number or per-step list; default:
+        the official schedule for the model kind), ``multiscale``, ``self_ensemble``, ``back_projection``
+        (iterations), ``log_psnr`` (PSNR after every step when GT exists, default true).
+        """
+        adapt_opt = self._adapt_opt()
+        steps = adapt_opt.get('steps', 0)
+        net = self.get_bare_model(self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g)
+        was_training = net.training
+        net.eval()
+        start = time.perf_counter()
+        params = detached_params(net)
+        self.adapt_psnr = []
+        if steps > 0:
+            if self.kernel is None:
+                raise ValueError('val.adapt.steps > 0 needs a kernel for every image: use a dataset that gives one '
+                                 '(type: MZSRKernelTestDataset) or set val.adapt.steps: 0')
+            if self.lq.shape[0] != 1:
+                raise ValueError(f'test-time adaptation works on one image at a time; got a batch of '
+                                 f'{self.lq.shape[0]} (set batch_size_per_gpu: 1 for test/val datasets)')
+            scale = self.image_scale
+            lrs = resolve_adapt_lrs(adapt_opt.get('lr'), steps, scale, self.downsample,
+                                    adapt_opt.get('multiscale', False))
+            log_psnr = adapt_opt.get('log_psnr', True) and hasattr(self, 'gt')
+            if log_psnr:
+                self.adapt_psnr.append(self._psnr_with(net, params))
+            with at_scale(net, scale):
+                params = adapt_to_image(
+                    net, params, self.lq, self.kernel[0], scale, self.downsample, lrs,
+                    on_step=(lambda step, p, loss: self.adapt_psnr.append(self._psnr_with(net, p)))
+                    if log_psnr else None)
+        self.output = self._final_sr(net, params, adapt_opt)
+        self.adapt_time = time.perf_counter() - start
+        net.train(was_training)
+
+    def _final_sr(self, net, params, adapt_opt):
+        with at_scale(net, self.image_scale):
+            sr = super_resolve(net, params, self.lq, self_ensemble=adapt_opt.get('self_ensemble', False))
+        bp_iters = int(adapt_opt.get('back_projection', 0) or 0)
+        if bp_iters:
+            if self.kernel is None:
+                raise ValueError('val.adapt.back_projection needs a kernel for every image')
+            sr = back_project(sr, self.lq, self.kernel[0], self.image_scale, self.downsample, bp_iters)
+        return sr
+
+    def _psnr_with(self, net, params):
+        sr = super_resolve(net, params, self.lq)
+        metric = {'type': 'calculate_mzsr_psnr', 'crop_border': self.image_scale}
+        return calculate_metric({'img': tensor2img(sr), 'img2': tensor2img(self.gt)}, metric)
+
+    def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
+        self._adapt_curves = []
+        super().nondist_validation(dataloader, current_iter, tb_logger, save_img)
+        self._log_adapt_curves(dataloader.dataset.opt['name'], current_iter, tb_logger)
+
+    def get_current_visuals(self):
+        # Collected here because SRModel's validation calls this once per image, right after test().
+        if getattr(self, 'adapt_psnr', None):
+            self._adapt_curves.append(self.adapt_psnr)
+        return super().get_current_visuals()
+
+    def _log_adapt_curves(self, dataset_name, current_iter, tb_logger):
+        curves = [c for c in getattr(self, '_adapt_curves', []) if c]
+        if not curves:
+            return
+        length = min(len(c) for c in curves)
+        mean = [sum(c[i] for c in curves) / len(curves) for i in range(length)]
+        get_root_logger().info(f'{dataset_name}: mean PSNR after 0..{length - 1} adaptation steps: ' +
+                               ' '.join(f'{v:.4f}' for v in mean))
+        if tb_logger:
+            for step, value in enumerate(mean):
+                tb_logger.add_scalar(f'adapt_psnr/{dataset_name}/step_{step}', value, current_iter)
+            self._log_task_images(tb_logger, current_iter)
+
+    def _log_task_images(self, tb_logger, current_iter):
+        """Writes a few query LR / output / GT images of the last meta-batch, as the official code did."""
+        tasks = getattr(self, '_last_tasks', None)
+        if tasks is None:
+            return
+        net = self.get_bare_model(self.net_g)
+        query_lq, query_gt = tasks[2][0, :4], tasks[3][0, :4]
+        with torch.no_grad():
+            output = net(query_lq).clamp(0, 1)
+        size = query_gt.shape[-2:]
+        lq_up = torch.nn.functional.interpolate(query_lq, size=size, mode='nearest')
+        tb_logger.add_images('meta_query/lq', lq_up, current_iter)
+        tb_logger.add_images('meta_query/output', output[..., :size[0], :size[1]], current_iter)
+        tb_logger.add_images('meta_query/gt', query_gt, current_iter)
+
+    def get_current_log(self):
+        return self.log_dict
+
