@@ -132,8 +132,9 @@ def load_resume_state(opt):
     # Not get_root_logger(): called before train_pipeline sets up the log file, it would stop the file logging.
     logger = logging.getLogger('basicsr')
     if opt['auto_resume']:
-        state_dir = opt['path'].get('training_states') or osp.join(opt['path']['experiments_root'],
-                                                                    'training_states')
+        state_dir = opt['path'].get('training_states')
+        if not state_dir:
+            state_dir = osp.join(opt['path']['experiments_root'], 'training_states')
         candidates = find_resume_states(state_dir)
     elif opt['path'].get('resume_state'):
         candidates = [opt['path']['resume_state']]

@@ -3,16 +3,14 @@
 Shared by the weights recipe (checkpoint selection on held-out images), the demo and the benchmarks, so they all
 measure the same thing: son -> LR adaptation with the official per-step lrs, SR of the whole LR, official PSNR.
 """
-import glob
 import numpy as np
 import time
 import torch
 from dataclasses import dataclass, field
 from os import path as osp
 
-from basicsr.utils import img2tensor, tensor2img
+from basicsr.utils import tensor2img
 from mzsr_plugin.archs.mzsr_arch import MZSRNet
-from mzsr_plugin.data.degradations import degrade_np
 from mzsr_plugin.metrics.official_metric import calculate_mzsr_psnr
 from mzsr_plugin.models.adaptation import adapt_to_image, at_scale, resolve_adapt_lrs, super_resolve
 from mzsr_plugin.models.inner_loop import detached_params
@@ -25,7 +23,7 @@ class DegradedImage:
     Attributes:
         name (str): Image name.
         lr (Tensor): Shape (1, 3, h, w), RGB in [0, 1] (uint8-rounded as the official inputs).
-        gt (np.ndarray): Shape (H, W, 3) uint8 BGR, cropped to a multiple of the scale.
+        gt (np.ndarray): Shape (H, W, 3) uint8 BGR.
         kernel (Tensor): Shape (k, k).
         scale (int): Scale.
         downsample (str): ``'direct'`` or ``'bicubic'``.
@@ -46,25 +44,24 @@ class AdaptationResult:
     seconds: dict = field(default_factory=dict)
 
 
-def degrade_image(name, gt_bgr_uint8, kernel, scale, downsample='direct'):
-    """Builds a :class:`DegradedImage` as the official test inputs: GT modcropped, blurred, subsampled, rounded.
+def images_from_dataset(dataset):
+    """Test cases from a :class:`~mzsr_plugin.data.kernel_test_dataset.MZSRKernelTestDataset` (GT required).
 
     Args:
-        name (str): Image name.
-        gt_bgr_uint8 (np.ndarray): (H, W, 3) uint8 BGR (as cv2 reads it).
-        kernel (np.ndarray): (k, k) blur kernel.
-        scale (int): Scale.
-        downsample (str): ``'direct'`` or ``'bicubic'``.
+        dataset (MZSRKernelTestDataset): Built with ``dataroot_gt``.
 
     Returns:
-        DegradedImage: The test case.
+        list[DegradedImage]: One per image, LR and kernel exactly as the dataset makes them.
     """
-    h, w = gt_bgr_uint8.shape[:2]
-    gt = gt_bgr_uint8[:h - h % scale, :w - w % scale]
-    lr = degrade_np(gt.astype(np.float64) / 255.0, kernel, scale, downsample)
-    lr = np.clip(np.round(lr * 255), 0, 255) / 255.0
-    lr_tensor = img2tensor(lr.astype(np.float32), bgr2rgb=True, float32=True).unsqueeze(0)
-    return DegradedImage(name, lr_tensor, gt, torch.as_tensor(np.asarray(kernel, np.float32)), scale, downsample)
+    images = []
+    for index in range(len(dataset)):
+        item = dataset[index]
+        if 'gt' not in item:
+            raise ValueError(f'{item["lq_path"]}: evaluation needs GT (set dataroot_gt)')
+        name = osp.splitext(osp.basename(item['lq_path']))[0]
+        images.append(DegradedImage(name, item['lq'].unsqueeze(0), tensor2img(item['gt']), item['kernel'],
+                                    int(item['scale']), item['downsample']))
+    return images
 
 
 def load_mzsr_weights(path, scale=2, device='cpu'):
@@ -111,8 +108,10 @@ def evaluate_adaptation(net, images, steps_list=(0, 1, 10), lrs=None, device='cp
     results = []
     for image in images:
         lr, kernel = image.lr.to(device), image.kernel.to(device)
-        lrs_used = list(lrs) if lrs is not None else resolve_adapt_lrs(None, max_steps, image.scale,
-                                                                      image.downsample)
+        if lrs is None:
+            lrs_used = resolve_adapt_lrs(None, max_steps, image.scale, image.downsample)
+        else:
+            lrs_used = list(lrs)
         result = AdaptationResult(image.name)
         clock = {'adapt': 0.0, 'last': 0.0}
 
@@ -146,11 +145,3 @@ def mean_psnr(results):
     """Mean PSNR per step count over images: ``{steps: dB}``."""
     steps = results[0].psnr.keys()
     return {s: float(np.mean([r.psnr[s] for r in results])) for s in steps}
-
-
-def list_images(folder, limit=None):
-    """Sorted image files of a folder (png/jpg/bmp), at most ``limit``."""
-    files = sorted(f for ext in ('png', 'jpg', 'jpeg', 'bmp') for f in glob.glob(osp.join(folder, f'*.{ext}')))
-    if not files:
-        raise FileNotFoundError(f'no images in {folder}')
-    return files[:limit] if limit else files

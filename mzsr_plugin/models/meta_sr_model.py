@@ -73,8 +73,8 @@ class MetaSRModel(SRModel):
 
     def feed_data(self, data):
         if 'support_lq' in data:
-            self.tasks = tuple(data[key].to(self.device) for key in ('support_lq', 'support_gt', 'query_lq',
-                                                                      'query_gt'))
+            keys = ('support_lq', 'support_gt', 'query_lq', 'query_gt')
+            self.tasks = tuple(data[key].to(self.device) for key in keys)
             self.task_scales = [int(s) for s in data['scale']]
             self.task_gt_size = int(data['support_gt'].shape[-1])
             return
@@ -257,4 +257,3 @@ class MetaSRModel(SRModel):
 
     def get_current_log(self):
         return self.log_dict
-
