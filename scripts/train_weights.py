@@ -42,13 +42,15 @@ def parse_args(argv=None):
     parser.add_argument('--workers', type=int, default=None, help='data loader workers per process')
     parser.add_argument('--checkpoint-every', type=int, default=None,
                         help='checkpoint interval (iterations) of both stages')
+    parser.add_argument('--meta-engine', choices=['auto', 'loop', 'batched'], help='override train.meta_engine')
     parser.add_argument('--work-dir', default='.', help='where experiments/ and tb_logger/ are written')
     parser.add_argument('--out', required=True, help='where the selected weights (.pth) are written')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     return parser.parse_args(argv)
 
 
-def stage_options(template, name, train_dir, total_iter, workers, checkpoint_every, pretrained=None):
+def stage_options(template, name, train_dir, total_iter, workers, checkpoint_every, pretrained=None,
+                  meta_engine=None):
     with open(template) as f:
         opt = yaml.safe_load(f)
     opt['name'] = name
@@ -57,7 +59,10 @@ def stage_options(template, name, train_dir, total_iter, workers, checkpoint_eve
     if workers is not None:
         opt['datasets']['train']['num_worker_per_gpu'] = workers
     opt.pop('val', None)  # checkpoints are scored afterwards, so training time goes to training
-    opt['train']['total_iter'] = total_iter
+    if total_iter:
+        opt['train']['total_iter'] = total_iter
+    if meta_engine:
+        opt['train']['meta_engine'] = meta_engine
     if checkpoint_every:
         opt['logger']['save_checkpoint_freq'] = checkpoint_every
     if pretrained:
@@ -80,7 +85,7 @@ def run_stage(opt, minutes, work_dir):
     models = glob.glob(osp.join(work_dir, 'experiments', opt['name'], 'models', 'net_g_*.pth'))
     numbered = sorted((int(m), p) for p in models for m in re.findall(r'net_g_(\d+)\.pth$', p))
     if not numbered:
-        raise RuntimeError(f'[{opt["name"]}] produced no checkpoint; see its log under {work_dir}/experiments')
+        print(f'[{opt["name"]}] produced no checkpoint; see its log under {work_dir}/experiments', flush=True)
     return [p for _, p in numbered]
 
 
@@ -98,11 +103,14 @@ def main(argv=None):
     if args.pretrained:
         pretrained = args.pretrained
     else:
-        opt = stage_options(args.pretrain_options, 'weights_pretrain_x2', args.train_dir, 10**7, args.workers,
+        opt = stage_options(args.pretrain_options, 'weights_pretrain_x2', args.train_dir, None, args.workers,
                             args.checkpoint_every)
-        pretrained = run_stage(opt, args.pretrain_minutes, args.work_dir)[-1]
+        checkpoints = run_stage(opt, args.pretrain_minutes, args.work_dir)
+        if not checkpoints:
+            raise RuntimeError('pretraining produced no checkpoint: give it more time or a smaller --checkpoint-every')
+        pretrained = checkpoints[-1]
     opt = stage_options(args.meta_options, 'weights_meta_x2', args.train_dir, 10**7, args.workers,
-                        args.checkpoint_every, pretrained)
+                        args.checkpoint_every, pretrained, args.meta_engine)
     checkpoints = [pretrained] + run_stage(opt, args.meta_minutes, args.work_dir)
     train_seconds = time.time() - started
 

@@ -1,4 +1,3 @@
-import numpy as np
 import random
 from os import path as osp
 from torch.utils import data as data
@@ -6,8 +5,8 @@ from torch.utils import data as data
 from basicsr.data.data_util import paths_from_folder, paths_from_lmdb
 from basicsr.data.transforms import augment
 from basicsr.utils import FileClient, imfrombytes, img2tensor
-from basicsr.utils.matlab_functions import imresize
 from basicsr.utils.registry import DATASET_REGISTRY
+from mzsr_plugin.utils.matlab_resize import imresize_pt
 
 
 @DATASET_REGISTRY.register()
@@ -61,8 +60,8 @@ class MZSRBicubicPairDataset(data.Dataset):
         top, left = random.randint(0, h - self.gt_size), random.randint(0, w - self.gt_size)
         gt = img[top:top + self.gt_size, left:left + self.gt_size]
         gt = augment(gt, self.opt.get('use_hflip', True), self.opt.get('use_rot', True))
-        lq = np.clip(imresize(gt, 1 / self.scale), 0, 1).astype(np.float32)
-        gt, lq = img2tensor([gt, lq], bgr2rgb=True, float32=True)
+        gt = img2tensor(gt, bgr2rgb=True, float32=True)
+        lq = imresize_pt(gt, 1 / self.scale).clamp_(0, 1)
         return {'lq': lq, 'gt': gt, 'lq_path': path, 'gt_path': path}
 
     def __len__(self):

@@ -106,4 +106,3 @@ def adaptation_crops(lr, budget, crop, rng):
     tops = rng.integers(0, h - ch + 1, size=count)
     lefts = rng.integers(0, w - cw + 1, size=count)
     return torch.cat([lr[..., t:t + ch, s:s + cw] for t, s in zip(tops.tolist(), lefts.tolist())])
-

@@ -1,0 +1,114 @@
+"""Image files for the command line: read any common PNG/JPEG/BMP/TIFF as float RGB, write uint8 PNGs.
+
+Reading and writing go through :func:`cv2.imdecode` / :func:`cv2.imencode` on bytes, so paths with any characters
+work on every platform, and every failure names the file.
+"""
+import cv2
+import numpy as np
+import os
+from os import path as osp
+
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
+
+
+def read_image(path):
+    """Reads an image as float32 RGB in [0, 1].
+
+    * Grayscale (8 or 16 bit) is replicated to 3 channels and reported as gray, so that the result can be written
+      back as grayscale.
+    * An alpha channel (RGBA, gray + alpha) is dropped, not composited: the colour values are super-resolved as they
+      are stored, whatever their transparency.
+    * 8-bit images are divided by 255, 16-bit ones by 65535.
+
+    Args:
+        path (str): Image file.
+
+    Returns:
+        tuple[ndarray, bool]: The image, float32 of shape (H, W, 3), and whether the file was grayscale.
+    """
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'image file {path} does not exist')
+    data = np.fromfile(path, dtype=np.uint8)
+    if data.size == 0:
+        raise ValueError(f'image file {path} is empty')
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise ValueError(f'image file {path} cannot be decoded (corrupt, or not a PNG/JPEG/BMP/TIFF image)')
+    if img.dtype == np.uint8:
+        img = img.astype(np.float32) / 255.0
+    elif img.dtype == np.uint16:
+        img = img.astype(np.float32) / 65535.0
+    else:
+        raise ValueError(f'image file {path} has {img.dtype} pixels; expected 8 or 16 bit integers')
+    if img.ndim == 2:
+        return np.repeat(img[..., None], 3, axis=2), True
+    channels = img.shape[2]
+    if channels in (1, 2):  # gray, or gray + alpha
+        return np.repeat(img[..., :1], 3, axis=2), True
+    if channels in (3, 4):  # BGR, or BGRA
+        return np.ascontiguousarray(img[..., 2::-1]), False
+    raise ValueError(f'image file {path} has {channels} channels; expected 1 (gray), 2, 3 (colour) or 4 (with alpha)')
+
+
+def to_uint8(img_rgb, gray=False):
+    """Quantises a float RGB image as the official MZSR code: ``round(clip(img, 0, 1) * 255)``.
+
+    Args:
+        img_rgb (ndarray): Shape (H, W, 3), float, nominally in [0, 1].
+        gray (bool): Return one channel, the mean of R, G and B (equal channels for a gray input).
+
+    Returns:
+        ndarray: uint8 of shape (H, W, 3) RGB, or (H, W) when ``gray``.
+    """
+    img = np.asarray(img_rgb, dtype=np.float64)
+    if img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f'expected an RGB image of shape (H, W, 3), got {img.shape}')
+    if gray:
+        img = img.mean(axis=2)
+    return np.round(np.clip(img, 0, 1) * 255).astype(np.uint8)
+
+
+def write_image(path, img_rgb, gray=False):
+    """Writes a float RGB image as an 8-bit PNG (or the format of the extension), creating the folder.
+
+    Args:
+        path (str): Output file.
+        img_rgb (ndarray): Shape (H, W, 3), float in [0, 1] (clipped).
+        gray (bool): Write one gray channel, the mean of R, G and B.
+    """
+    img = to_uint8(img_rgb, gray)
+    if not gray:
+        img = img[..., ::-1]  # OpenCV encodes BGR
+    folder = osp.dirname(path)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    ok, encoded = cv2.imencode(osp.splitext(path)[1] or '.png', img)
+    if not ok:
+        raise OSError(f'cannot encode an image for {path}')
+    encoded.tofile(path)
+
+
+def list_images(inputs):
+    """Expands files and folders (not recursively) into a sorted list of image files.
+
+    Args:
+        inputs (Sequence[str]): Image files and/or folders; folder members with an extension of
+            :data:`IMAGE_EXTENSIONS` (any case) are taken.
+
+    Returns:
+        list[str]: Image paths, in the order of ``inputs`` (folder members sorted by name).
+    """
+    files = []
+    for item in inputs:
+        if osp.isdir(item):
+            members = sorted(name for name in os.listdir(item) if osp.splitext(name)[1].lower() in IMAGE_EXTENSIONS)
+            files.extend(osp.join(item, name) for name in members)
+        elif osp.isfile(item):
+            if osp.splitext(item)[1].lower() not in IMAGE_EXTENSIONS:
+                raise ValueError(f'{item} is not an image file; expected one of {", ".join(IMAGE_EXTENSIONS)}')
+            files.append(item)
+        else:
+            raise FileNotFoundError(f'input {item} does not exist')
+    if not files:
+        raise FileNotFoundError(f'no images ({", ".join(IMAGE_EXTENSIONS)}) found in {", ".join(inputs)}')
+    return files

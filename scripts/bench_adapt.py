@@ -1,0 +1,167 @@
+#!/usr/bin/env python
+"""MZSR vs ZSSR per image, in one run: PSNR and wall time of bicubic, MZSR(0/1/10), ZSSR.
+
+Test sets: the official Set5 g^d_2.0 inputs (../shared/data/mzsr_official: LR, GT and kernel as the paper used
+them) and scikit-image photos degraded with the demo's anisotropic kernel. MZSR rows are given for each weights
+file passed (``--weights``, default: the shipped weights; ``--official`` adds the converted official
+bicubic-pretrained network). The last lines give the ZSSR time / MZSR(10) time ratio per image and the achieved
+GFLOP/s of one adaptation step beside a large matmul on the same device.
+
+    python scripts/bench_adapt.py [--device cuda] [--zssr-iters 3000 | --no-zssr] [--official PATH.pth]
+"""
+import argparse
+import json
+import numpy as np
+import os
+import time
+import torch
+from os import path as osp
+from torch.utils.flop_counter import FlopCounterMode
+
+import mzsr_plugin  # noqa: F401  (first: makes basicsr importable on any torchvision)
+from basicsr.utils import tensor2img
+from mzsr_plugin.data.kernel_test_dataset import MZSRKernelTestDataset
+from mzsr_plugin.demo import DEFAULT_WEIGHTS, DEMO_IMAGES, DEMO_KERNEL, skimage_case
+from mzsr_plugin.evaluation import evaluate_adaptation, images_from_dataset, load_mzsr_weights
+from mzsr_plugin.metrics.official_metric import calculate_mzsr_psnr
+from mzsr_plugin.models.adaptation import make_son
+from mzsr_plugin.models.inner_loop import detached_params, sgd_step
+from mzsr_plugin.utils.matlab_resize import imresize_pt
+from mzsr_plugin.zssr import zssr_super_resolve
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+OFFICIAL = osp.join(ROOT, '..', 'shared', 'data', 'mzsr_official')
+STEPS = (0, 1, 10)
+
+
+def set5_g20(official_dir):
+    dataset = MZSRKernelTestDataset({
+        'name': 'Set5_g20', 'scale': 2, 'io_backend': {'type': 'disk'},
+        'dataroot_lq': osp.join(official_dir, 'Input', 'g20', 'Set5'),
+        'dataroot_gt': osp.join(official_dir, 'GT', 'Set5'), 'gt_filename_tmpl': '{}_GT',
+        'kernel_file': osp.join(official_dir, 'Input', 'g20', 'kernel.mat')})
+    return images_from_dataset(dataset)
+
+
+def sync(device):
+    if torch.device(device).type == 'cuda':
+        torch.cuda.synchronize()
+
+
+def bicubic_row(image, device):
+    start = time.perf_counter()
+    sr = imresize_pt(image.lr.to(device), image.scale)
+    sync(device)
+    seconds = time.perf_counter() - start
+    return calculate_mzsr_psnr(tensor2img(sr), image.gt, crop_border=image.scale), seconds
+
+
+def zssr_row(image, device, iters, seed):
+    sr, info = zssr_super_resolve(image.lr, image.kernel, image.scale, image.downsample, device=device,
+                                  max_iters=iters, seed=seed)
+    return calculate_mzsr_psnr(tensor2img(sr), image.gt, crop_border=image.scale), info['seconds'], info['iterations']
+
+
+def step_gflops(net, image, device, repeats=3):
+    """Achieved GFLOP/s of one adaptation step (forward + backward on the son -> LR pair) of this image."""
+    lr = image.lr.to(device)
+    son = make_son(lr, image.kernel.to(device), image.scale, image.downsample)
+    params = detached_params(net)
+
+    def step():
+        return sgd_step(net, params, son, lr, 1e-2, create_graph=False)
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    step()
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        step()
+    sync(device)
+    seconds = (time.perf_counter() - start) / repeats
+    return counter.get_total_flops() / seconds / 1e9, seconds
+
+
+def matmul_gflops(device, size):
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+    a @ b
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(5):
+        a @ b
+    sync(device)
+    return 2 * size**3 * 5 / (time.perf_counter() - start) / 1e9
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--weights', nargs='*', default=[DEFAULT_WEIGHTS], help='MZSR weights to compare')
+    parser.add_argument('--official', help='converted official pretrained weights (scripts/convert_official_mzsr.py)')
+    parser.add_argument('--official-dir', default=OFFICIAL, help='the official MZSR test data (Set5 g20)')
+    parser.add_argument('--skimage', nargs='*', default=list(DEMO_IMAGES), help='skimage.data photos to add')
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--zssr-iters', type=int, default=3000, help='ZSSR iteration cap (official: 3000)')
+    parser.add_argument('--no-zssr', action='store_true')
+    parser.add_argument('--json', help='write all numbers to this file')
+    args = parser.parse_args()
+
+    cases = []
+    if osp.isdir(args.official_dir):
+        cases += [('Set5_g20', image) for image in set5_g20(args.official_dir)]
+    else:
+        print(f'skipping Set5 g20: {args.official_dir} not found')
+    cases += [(f'skimage_{DEMO_KERNEL}', skimage_case(name)) for name in args.skimage]
+    weights = {osp.splitext(osp.basename(w))[0]: w for w in args.weights}
+    if args.official:
+        weights['official_pretrained'] = args.official
+
+    rows = {}
+    for label, path in weights.items():
+        net = load_mzsr_weights(path, 2, args.device)
+        results = evaluate_adaptation(net, [c[1] for c in cases], STEPS, device=args.device)
+        for (group, image), result in zip(cases, results):
+            for steps in STEPS:
+                rows.setdefault((group, image.name), {})[f'{label} ({steps})'] = (result.psnr[steps],
+                                                                                  result.seconds[steps])
+    for group, image in cases:
+        rows[(group, image.name)]['bicubic'] = bicubic_row(image, args.device)
+        if not args.no_zssr:
+            psnr, seconds, iters = zssr_row(image, args.device, args.zssr_iters, seed=0)
+            rows[(group, image.name)][f'ZSSR ({iters} it)'] = (psnr, seconds)
+
+    device_name = torch.cuda.get_device_name() if torch.device(args.device).type == 'cuda' else 'cpu'
+    print(f'device: {device_name}, threads: {torch.get_num_threads()}')
+    methods = list(dict.fromkeys(m for r in rows.values() for m in r if not m.startswith('ZSSR')))
+    for group in dict.fromkeys(g for g, _ in rows):
+        names = [n for g, n in rows if g == group]
+        print(f'\n{group}: PSNR dB / seconds per image')
+        print(f'{"method":<34}' + ''.join(f'{n[:12]:>16}' for n in names) + f'{"mean":>16}')
+        zssr = [m for m in rows[(group, names[0])] if m.startswith('ZSSR')]
+        for method in methods + zssr:
+            cells = [rows[(group, n)].get(method) for n in names]
+            if method.startswith('ZSSR'):
+                cells = [next(v for k, v in rows[(group, n)].items() if k.startswith('ZSSR')) for n in names]
+            mean = (np.mean([c[0] for c in cells]), np.mean([c[1] for c in cells]))
+            print(f'{method:<34}' + ''.join(f'{c[0]:>8.2f}/{c[1]:<7.2f}' for c in cells + [mean]))
+        if zssr:
+            for label in weights:
+                ratios = [next(v for k, v in rows[(group, n)].items() if k.startswith('ZSSR'))[1] /
+                          rows[(group, n)][f'{label} (10)'][1] for n in names]
+                print(f'ZSSR time / {label} (10) time: ' + ' '.join(f'{r:.0f}x' for r in ratios) +
+                      f'  (mean {np.mean(ratios):.0f}x)')
+
+    net = load_mzsr_weights(next(iter(weights.values())), 2, args.device)
+    gflops, seconds = step_gflops(net, cases[0][1], args.device)
+    peak = matmul_gflops(args.device, 8192 if torch.device(args.device).type == 'cuda' else 2048)
+    print(f'\none adaptation step on {cases[0][1].name}: {seconds * 1e3:.1f} ms, {gflops:.1f} GFLOP/s = '
+          f'{100 * gflops / peak:.0f}% of a large matmul ({peak:.1f} GFLOP/s)')
+    if args.json:
+        os.makedirs(osp.dirname(osp.abspath(args.json)), exist_ok=True)
+        with open(args.json, 'w') as f:
+            json.dump({'device': device_name, 'rows': {f'{g}/{n}': r for (g, n), r in rows.items()},
+                       'step_gflops': gflops, 'matmul_gflops': peak}, f, indent=1)
+
+
+if __name__ == '__main__':
+    main()

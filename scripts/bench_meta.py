@@ -1,0 +1,130 @@
+#!/usr/bin/env python
+"""Seconds per meta-iteration of MZSR's MAML step, beside a plain reference loop, in one run.
+
+Sizes default to the official ones: 5 tasks x 8 support + 8 query HR patches of 64x64 (x2), 5 inner steps, the
+8-layer 64-feature MZSRNet. Measured side by side:
+
+- ``reference``: a plain per-task Python loop written here (``F.conv2d`` on a list of weights, ``autograd.grad``),
+  the way one would write MAML without the plugin;
+- ``loop`` and ``batched``: the plugin's two engines (task by task, and all tasks through ``torch.func.vmap``),
+
+each second order and first order. Achieved GFLOP/s use the FLOPs that ``torch.utils.flop_counter`` counts for one
+iteration (convolutions and their first and second derivatives), beside a large matmul's GFLOP/s on the same device.
+
+    python scripts/bench_meta.py [--device cuda] [--iters 3]
+"""
+import argparse
+import time
+import torch
+from torch.nn import functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from mzsr_plugin.archs.mzsr_arch import MZSRNet
+from mzsr_plugin.models.meta_learning import meta_gradients_batched, meta_gradients_loop, multi_step_loss_weights
+from mzsr_plugin.utils.matlab_resize import imresize_pt
+
+
+def reference_meta_step(weights, tasks, inner_lr, inner_steps, loss_weights, second_order):
+    """MAML on a plain list of conv weights/biases, one task after another (the baseline to beat)."""
+
+    def net(x, w):
+        base = imresize_pt(x, 2)
+        out = base
+        for i in range(0, len(w) - 2, 2):
+            out = F.relu(F.conv2d(out, w[i], w[i + 1], padding=1))
+        return base + F.conv2d(out, w[-2], w[-1], padding=1)
+
+    grads = [torch.zeros_like(w) for w in weights]
+    for s_lq, s_gt, q_lq, q_gt in zip(*tasks):
+        fast, meta_loss = weights, 0
+        for step in range(inner_steps):
+            loss = F.l1_loss(net(s_lq, fast), s_gt)
+            g = torch.autograd.grad(loss, fast, create_graph=second_order)
+            fast = [w - inner_lr * gi for w, gi in zip(fast, g)]
+            meta_loss = meta_loss + loss_weights[step] * F.l1_loss(net(q_lq, fast), q_gt)
+        for acc, g in zip(grads, torch.autograd.grad(meta_loss / len(tasks[0]), weights)):
+            acc += g
+    return grads
+
+
+def sync(device):
+    if device.type == 'cuda':
+        torch.cuda.synchronize()
+
+
+def time_it(fn, device, iters):
+    fn()  # warm-up (kernel selection, allocator)
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    sync(device)
+    return (time.perf_counter() - start) / iters
+
+
+def count_flops(fn):
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def matmul_gflops(device, size, iters=10):
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, size, device=device)
+    seconds = time_it(lambda: a @ b, device, iters)
+    return 2 * size**3 / seconds / 1e9
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--tasks', type=int, default=5)
+    parser.add_argument('--shots', type=int, default=8, help='support = query patches per task')
+    parser.add_argument('--patch', type=int, default=64, help='HR patch size')
+    parser.add_argument('--steps', type=int, default=5, help='inner steps')
+    parser.add_argument('--iters', type=int, default=2, help='timed iterations per variant (after one warm-up)')
+    parser.add_argument('--matmul-size', type=int, default=None)
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    net = MZSRNet().to(device)
+    params = {k: v.detach().clone().requires_grad_(True) for k, v in net.named_parameters()}
+    weights = list(params.values())
+    lq = args.patch // 2
+    tasks = tuple(
+        torch.rand(args.tasks, args.shots, 3, size, size, device=device)
+        for size in (lq, args.patch, lq, args.patch))
+    loss_weights = multi_step_loss_weights(args.steps, 0)
+    variants = {}
+    for order, second in (('2nd', True), ('1st', False)):
+        variants[f'reference ({order} order)'] = (
+            lambda second=second: reference_meta_step(weights, tasks, 1e-2, args.steps, loss_weights, second))
+        variants[f'loop ({order} order)'] = (
+            lambda second=second: meta_gradients_loop(net, params, tasks, 1e-2, args.steps, loss_weights, second))
+        variants[f'batched ({order} order)'] = (
+            lambda second=second: meta_gradients_batched(net, params, tasks, 1e-2, args.steps, loss_weights, second))
+
+    matmul = matmul_gflops(device, args.matmul_size or (8192 if device.type == 'cuda' else 2048))
+    print(f'device: {torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"}, '
+          f'threads: {torch.get_num_threads()}, torch {torch.__version__}')
+    print(f'sizes: {args.tasks} tasks x {args.shots}+{args.shots} patches {args.patch}x{args.patch}, '
+          f'{args.steps} inner steps; matmul {matmul:.1f} GFLOP/s')
+    # Rows print as they are measured, so a run cut short still reports what it finished.
+    print(f'\n{"variant":<22} {"s/iter":>8} {"GFLOP/s":>8} {"% matmul":>9} {"vs reference":>13}', flush=True)
+    reference = {}
+    for name, fn in variants.items():
+        try:
+            flops = count_flops(fn)
+            seconds = time_it(fn, device, args.iters)
+        except RuntimeError as error:  # e.g. out of memory: report the row instead of losing the table
+            print(f'{name:<22} {"failed":>8}  {str(error).splitlines()[0][:60]}', flush=True)
+            continue
+        order = '2nd' if '2nd' in name else '1st'
+        reference.setdefault(order, seconds)  # the reference row of each order comes first
+        gflops = flops / seconds / 1e9
+        print(f'{name:<22} {seconds:>8.3f} {gflops:>8.1f} {100 * gflops / matmul:>8.1f}% '
+              f'{reference[order] / seconds:>12.2f}x', flush=True)
+
+
+if __name__ == '__main__':
+    main()
