@@ -14,12 +14,10 @@ LR has more than ``--crop-budget`` pixels, and exact tiled inference when a side
 import argparse
 import csv
 import json
-import math
 import numpy as np
 import os
 import pickle
 import sys
-import time
 import torch
 from os import path as osp
 from tqdm import tqdm
@@ -27,10 +25,8 @@ from tqdm import tqdm
 from mzsr_plugin.data.kernels import load_kernel, parse_kernel_spec
 from mzsr_plugin.evaluation import load_mzsr_weights
 from mzsr_plugin.metrics.official_metric import calculate_mzsr_psnr, calculate_mzsr_ssim
-from mzsr_plugin.models.adaptation import (ADAPT_LR_PRESETS, at_scale, back_project, make_son, resolve_adapt_lrs,
-                                           super_resolve)
-from mzsr_plugin.models.inner_loop import adapt, detached_params
-from mzsr_plugin.models.tiling import adaptation_crops, required_overlap, tiled_forward
+from mzsr_plugin.models.adaptation import (ADAPT_LR_PRESETS, DEFAULT_CROP_BUDGET, DEFAULT_TILE, resolve_adapt_lrs,
+                                           super_resolve_image)
 from mzsr_plugin.utils.figures import save_comparison
 from mzsr_plugin.utils.image_io import list_images, read_image, to_uint8, write_image
 from mzsr_plugin.utils.matlab_resize import imresize_pt
@@ -41,88 +37,8 @@ DEFAULT_WEIGHTS = osp.join(osp.dirname(osp.abspath(__file__)), 'weights', 'mzsr_
 KERNEL_PATTERNS = ('{stem}.mat', '{stem}_0.mat', '{stem}.npy', '{stem}_0.npy', '{stem}.png', '{stem}_0.png')
 # Ground-truth files looked up per image in --gt (``_GT``: the official MZSR test naming).
 GT_PATTERNS = ('{stem}.png', '{stem}_GT.png', '{name}')
-DEFAULT_TILE = 512
-DEFAULT_CROP_BUDGET = 1024 * 1024
-# Side of the adaptation crops of images above the crop budget (smaller when the budget is).
-ADAPT_CROP = 512
 KERNEL_HELP = ('pass --kernel FILE (.mat with key "kernel" or "Kernel", .npy, or .png) or a spec such as g_d_2.0, '
                'or --kernel-dir DIR holding <stem>.mat, <stem>_0.mat, <stem>.npy or <stem>.png per image')
-
-
-def _synchronize(device):
-    if torch.device(device).type == 'cuda':
-        torch.cuda.synchronize(device)
-
-
-def super_resolve_image(net,
-                        lr,
-                        kernel,
-                        scale,
-                        steps,
-                        lrs=None,
-                        downsample='direct',
-                        self_ensemble=False,
-                        back_projection=0,
-                        tile=DEFAULT_TILE,
-                        crop_budget=DEFAULT_CROP_BUDGET,
-                        rng=None):
-    """MZSR on one image: adapt ``steps`` SGD steps on (son -> LR), then super-resolve the LR.
-
-    Images with more than ``crop_budget`` LR pixels are adapted on random crops instead (see
-    :func:`~mzsr_plugin.models.tiling.adaptation_crops`: one son -> father pair per crop, all crops in each step);
-    images with a side over ``tile`` are super-resolved tile by tile, exactly
-    (:func:`~mzsr_plugin.models.tiling.tiled_forward`).
-
-    Args:
-        net (MZSRNet): The meta-learned network (not changed).
-        lr (Tensor): LR image, shape (1, 3, h, w), RGB in [0, 1], on the net's device.
-        kernel (Tensor): Its blur kernel, shape (k, k), on the same device.
-        scale (int): SR scale.
-        steps (int): Adaptation steps (0: the meta-learned weights as they are).
-        lrs (Sequence[float] | None): One learning rate per step; None: the official preset for ``scale`` and
-            ``downsample``.
-        downsample (str): ``'direct'`` or ``'bicubic'``, how the LR was sub-sampled.
-        self_ensemble (bool): Average the SR of the 8 flips/rotations.
-        back_projection (int): Iterations of back-projection on the SR.
-        tile (int | None): LR tile size for inference; None or 0 never tiles.
-        crop_budget (int | None): Most LR pixels to adapt on; None or 0: always the whole image.
-        rng (np.random.Generator | None): Chooses the adaptation crops; None: a fresh unseeded generator.
-
-    Returns:
-        tuple[Tensor, dict]: SR of shape (1, 3, h * scale, w * scale), not clipped; info with ``seconds``
-        (adaptation + SR), ``losses`` (L1 before each step) and ``adapted_on`` (shape of the father batch).
-    """
-    lrs = resolve_adapt_lrs(None, steps, scale, downsample) if lrs is None else list(lrs)
-    if len(lrs) != steps:
-        raise ValueError(f'{len(lrs)} learning rates given for {steps} adaptation steps')
-    start = time.perf_counter()
-    losses = []
-    with at_scale(net, scale):
-        params = detached_params(net)
-        father = lr
-        if steps and crop_budget:
-            father = adaptation_crops(lr, crop_budget, min(ADAPT_CROP, math.isqrt(crop_budget)),
-                                      rng if rng is not None else np.random.default_rng())
-        if steps:
-            params = adapt(
-                net,
-                params,
-                make_son(father, kernel, scale, downsample),
-                father,
-                lrs,
-                on_step=lambda step, p, loss: losses.append(float(loss)))
-
-        def run(x):
-            return super_resolve(net, params, x, self_ensemble=self_ensemble)
-
-        if tile and max(lr.shape[-2:]) > tile:
-            sr = tiled_forward(run, lr, scale, tile, required_overlap(len(net.convs), scale))
-        else:
-            sr = run(lr)
-        sr = back_project(sr, lr, kernel, scale, downsample, back_projection)
-    _synchronize(lr.device)
-    info = {'seconds': time.perf_counter() - start, 'losses': losses, 'adapted_on': list(father.shape)}
-    return sr, info
 
 
 def build_parser():

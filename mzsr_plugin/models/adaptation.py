@@ -6,11 +6,15 @@ optionally with x8 self-ensemble and back-projection. The same :func:`~mzsr_plug
 as the meta-training inner loop does the steps.
 """
 import contextlib
+import math
+import numpy as np
+import time
 import torch
 
 from mzsr_plugin.data.degradations import degrade_pt
 from mzsr_plugin.utils.matlab_resize import imresize_pt
-from .inner_loop import adapt, forward, lr_schedule
+from .inner_loop import adapt, detached_params, forward, lr_schedule
+from .tiling import adaptation_crops, required_overlap, tiled_forward
 
 # Per-step learning rates of the official test.py (the last value repeats for later steps).
 ADAPT_LR_PRESETS = {
@@ -19,6 +23,12 @@ ADAPT_LR_PRESETS = {
     'bicubic': [1e-2, 1e-2, 1e-2, 1e-3],
     'multiscale': [1e-2, 1e-2, 1e-2, 5e-3],
 }
+
+
+DEFAULT_TILE = 512
+DEFAULT_CROP_BUDGET = 1024 * 1024
+# Side of the adaptation crops of images above the crop budget (smaller when the budget is).
+ADAPT_CROP = 512
 
 
 def default_lr_preset(scale, downsample, multiscale=False):
@@ -175,3 +185,82 @@ def back_project(sr, lr, kernel, scale, downsample, iterations):
         residual = lr - degrade_pt(sr, kernel, scale, downsample)[..., :lr.shape[-2], :lr.shape[-1]]
         sr = sr + imresize_pt(residual, scale)[..., :sr.shape[-2], :sr.shape[-1]]
     return sr
+
+
+def _synchronize(device):
+    if torch.device(device).type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def super_resolve_image(net,
+                        lr,
+                        kernel,
+                        scale,
+                        steps,
+                        lrs=None,
+                        downsample='direct',
+                        self_ensemble=False,
+                        back_projection=0,
+                        tile=DEFAULT_TILE,
+                        crop_budget=DEFAULT_CROP_BUDGET,
+                        rng=None,
+                        on_step=None):
+    """MZSR on one image: adapt ``steps`` SGD steps on (son -> LR), then super-resolve the LR.
+
+    Images with more than ``crop_budget`` LR pixels are adapted on random crops instead (see
+    :func:`~mzsr_plugin.models.tiling.adaptation_crops`: one son -> father pair per crop, all crops in each step);
+    images with a side over ``tile`` are super-resolved tile by tile, exactly
+    (:func:`~mzsr_plugin.models.tiling.tiled_forward`).
+
+    Args:
+        net (MZSRNet): The meta-learned network (not changed).
+        lr (Tensor): LR image, shape (1, 3, h, w), RGB in [0, 1], on the net's device.
+        kernel (Tensor): Its blur kernel, shape (k, k), on the same device.
+        scale (int): SR scale.
+        steps (int): Adaptation steps (0: the meta-learned weights as they are).
+        lrs (Sequence[float] | None): One learning rate per step; None: the official preset for ``scale`` and
+            ``downsample``.
+        downsample (str): ``'direct'`` or ``'bicubic'``, how the LR was sub-sampled.
+        self_ensemble (bool): Average the SR of the 8 flips/rotations.
+        back_projection (int): Iterations of back-projection on the SR.
+        tile (int | None): LR tile size for inference; None or 0 never tiles.
+        crop_budget (int | None): Most LR pixels to adapt on; None or 0: always the whole image.
+        rng (np.random.Generator | None): Chooses the adaptation crops; None: a fresh unseeded generator.
+        on_step (callable | None): ``on_step(step, params, loss)`` after each adaptation step.
+
+    Returns:
+        tuple[Tensor, dict]: SR of shape (1, 3, h * scale, w * scale), not clipped; info with ``seconds``
+        (adaptation + SR), ``losses`` (L1 before each step) and ``adapted_on`` (shape of the father batch).
+    """
+    lrs = resolve_adapt_lrs(None, steps, scale, downsample) if lrs is None else list(lrs)
+    if len(lrs) != steps:
+        raise ValueError(f'{len(lrs)} learning rates given for {steps} adaptation steps')
+    start = time.perf_counter()
+    losses = []
+    with at_scale(net, scale):
+        params = detached_params(net)
+        father = lr
+        if steps and crop_budget:
+            father = adaptation_crops(lr, crop_budget, min(ADAPT_CROP, math.isqrt(crop_budget)),
+                                      rng if rng is not None else np.random.default_rng())
+        if steps:
+            params = adapt(
+                net,
+                params,
+                make_son(father, kernel, scale, downsample),
+                father,
+                lrs,
+                on_step=lambda step, p, loss: (losses.append(float(loss)), on_step and on_step(step, p, loss)))
+
+        def run(x):
+            return super_resolve(net, params, x, self_ensemble=self_ensemble)
+
+        # Exact tiling needs the receptive field of a plain conv stack (MZSRNet); other archs run whole.
+        if tile and max(lr.shape[-2:]) > tile and hasattr(net, 'convs'):
+            sr = tiled_forward(run, lr, scale, tile, required_overlap(len(net.convs), scale))
+        else:
+            sr = run(lr)
+        sr = back_project(sr, lr, kernel, scale, downsample, back_projection)
+    _synchronize(lr.device)
+    info = {'seconds': time.perf_counter() - start, 'losses': losses, 'adapted_on': list(father.shape)}
+    return sr, info

@@ -1,4 +1,5 @@
 import mmengine.dist
+import numpy as np
 import time
 import torch
 from collections import OrderedDict
@@ -9,11 +10,14 @@ from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger, tensor2img
 from basicsr.utils.registry import MODEL_REGISTRY
 from mzsr_plugin.data.meta_task_dataset import crop_task_to_scale
-from .adaptation import adapt_to_image, at_scale, back_project, resolve_adapt_lrs, super_resolve
+from mzsr_plugin.zssr import ZSSR_DEFAULTS, zssr_super_resolve
+from .adaptation import (DEFAULT_CROP_BUDGET, DEFAULT_TILE, at_scale, resolve_adapt_lrs, super_resolve,
+                         super_resolve_image)
 from .inner_loop import detached_params
 from .meta_learning import multi_step_loss_weights, select_meta_engine
 
 TRAIN_MODES = ('pretrain', 'meta')
+ADAPT_MODES = ('mzsr', 'zssr')
 
 
 @MODEL_REGISTRY.register()
@@ -160,16 +164,22 @@ class MetaSRModel(SRModel):
     def _adapt_opt(self):
         adapt_opt = dict((self.opt.get('val') or {}).get('adapt') or {})
         steps = adapt_opt.get('steps', 0)
-        if not isinstance(steps, int) or steps < 0:
+        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
             raise ValueError(f'val.adapt.steps must be a whole number >= 0, got {steps!r}')
+        mode = adapt_opt.get('mode', 'mzsr')
+        if mode not in ADAPT_MODES:
+            raise ValueError(f'val.adapt.mode must be one of {ADAPT_MODES}, got {mode!r}')
         return adapt_opt
 
     def test(self):
         """SR of ``self.lq`` after adapting a copy of the weights to ``self.kernel`` (``val.adapt``).
 
-        ``val.adapt`` keys: ``steps`` (0 = plain inference), ``lr`` (preset name, number or per-step list; default:
-        the official schedule for the model kind), ``multiscale``, ``self_ensemble``, ``back_projection``
-        (iterations), ``log_psnr`` (PSNR after every step when GT exists, default true).
+        ``val.adapt`` keys: ``mode`` (``mzsr``, or ``zssr`` for the ZSSR baseline trained from scratch per image),
+        ``steps`` (0 = plain inference), ``lr`` (preset name, number or per-step list; default: the official
+        schedule for the model kind), ``multiscale``, ``self_ensemble``, ``back_projection`` (iterations),
+        ``tile`` (LR tile size for inference of large images), ``crop_budget`` (most LR pixels to adapt on),
+        ``seed`` (adaptation crops, ZSSR), ``zssr_iters`` and ``log_psnr`` (PSNR after every step when GT exists,
+        default true).
         """
         adapt_opt = self._adapt_opt()
         steps = adapt_opt.get('steps', 0)
@@ -177,42 +187,41 @@ class MetaSRModel(SRModel):
         was_training = net.training
         net.eval()
         start = time.perf_counter()
-        params = detached_params(net)
         self.adapt_psnr = []
-        if steps > 0:
-            if self.kernel is None:
-                raise ValueError('val.adapt.steps > 0 needs a kernel for every image: use a dataset that gives one '
-                                 '(type: MZSRKernelTestDataset) or set val.adapt.steps: 0')
-            if self.lq.shape[0] != 1:
-                raise ValueError(f'test-time adaptation works on one image at a time; got a batch of '
-                                 f'{self.lq.shape[0]} (set batch_size_per_gpu: 1 for test/val datasets)')
-            scale = self.image_scale
-            lrs = resolve_adapt_lrs(adapt_opt.get('lr'), steps, scale, self.downsample,
-                                    adapt_opt.get('multiscale', False))
-            log_psnr = adapt_opt.get('log_psnr', True) and hasattr(self, 'gt')
+        zssr = adapt_opt.get('mode', 'mzsr') == 'zssr'
+        if (steps > 0 or zssr) and self.kernel is None:
+            raise ValueError('test-time adaptation needs a kernel for every image: use a dataset that gives one '
+                             '(type: MZSRKernelTestDataset) or set val.adapt.steps: 0')
+        if (steps > 0 or zssr) and self.lq.shape[0] != 1:
+            raise ValueError(f'test-time adaptation works on one image at a time; got a batch of '
+                             f'{self.lq.shape[0]} (set batch_size_per_gpu: 1 for test/val datasets)')
+        if zssr:
+            self.output = zssr_super_resolve(
+                self.lq, self.kernel[0], self.image_scale, self.downsample, device=self.device,
+                max_iters=int(adapt_opt.get('zssr_iters', ZSSR_DEFAULTS['max_iters'])), seed=adapt_opt.get('seed'))[0]
+        else:
+            lrs = resolve_adapt_lrs(adapt_opt.get('lr'), steps, self.image_scale, self.downsample,
+                                    adapt_opt.get('multiscale', False)) if steps else []
+            log_psnr = bool(steps) and adapt_opt.get('log_psnr', True) and hasattr(self, 'gt')
             if log_psnr:
+                self.adapt_psnr.append(self._psnr_with(net, detached_params(net)))
+
+            def on_step(step, params, loss):
                 self.adapt_psnr.append(self._psnr_with(net, params))
-            with at_scale(net, scale):
-                params = adapt_to_image(
-                    net, params, self.lq, self.kernel[0], scale, self.downsample, lrs,
-                    on_step=(lambda step, p, loss: self.adapt_psnr.append(self._psnr_with(net, p)))
-                    if log_psnr else None)
-        self.output = self._final_sr(net, params, adapt_opt)
+
+            kernel = self.kernel[0] if self.kernel is not None else None
+            self.output = super_resolve_image(
+                net, self.lq, kernel, self.image_scale, steps, lrs, self.downsample,
+                self_ensemble=adapt_opt.get('self_ensemble', False),
+                back_projection=int(adapt_opt.get('back_projection', 0) or 0),
+                tile=adapt_opt.get('tile', DEFAULT_TILE), crop_budget=adapt_opt.get('crop_budget', DEFAULT_CROP_BUDGET),
+                rng=np.random.default_rng(adapt_opt.get('seed')), on_step=on_step if log_psnr else None)[0]
         self.adapt_time = time.perf_counter() - start
         net.train(was_training)
 
-    def _final_sr(self, net, params, adapt_opt):
-        with at_scale(net, self.image_scale):
-            sr = super_resolve(net, params, self.lq, self_ensemble=adapt_opt.get('self_ensemble', False))
-        bp_iters = int(adapt_opt.get('back_projection', 0) or 0)
-        if bp_iters:
-            if self.kernel is None:
-                raise ValueError('val.adapt.back_projection needs a kernel for every image')
-            sr = back_project(sr, self.lq, self.kernel[0], self.image_scale, self.downsample, bp_iters)
-        return sr
-
     def _psnr_with(self, net, params):
-        sr = super_resolve(net, params, self.lq)
+        with at_scale(net, self.image_scale):
+            sr = super_resolve(net, params, self.lq)
         metric = {'type': 'calculate_mzsr_psnr', 'crop_border': self.image_scale}
         return calculate_metric({'img': tensor2img(sr), 'img2': tensor2img(self.gt)}, metric)
 

@@ -1,0 +1,60 @@
+"""The demo and the benchmark scripts run end to end on tiny settings and report what they promise."""
+import json
+import re
+import subprocess
+import sys
+import torch
+from os import path as osp
+
+from mzsr_plugin import demo
+from mzsr_plugin.archs.mzsr_arch import MZSRNet
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def _tiny_weights(path):
+    torch.manual_seed(0)
+    torch.save({'params': MZSRNet(num_feat=8, num_conv=3).state_dict()}, path)
+    return str(path)
+
+
+def test_demo_prints_table_and_saves_figures(tmp_path, capsys):
+    torch.set_num_threads(1)
+    out = tmp_path / 'demo'
+    demo.main(['--weights', _tiny_weights(tmp_path / 'w.pth'), '--out', str(out), '--image', 'chelsea',
+               '--device', 'cpu'])
+    printed = capsys.readouterr().out
+    rows = re.findall(r'MZSR \((\d+) steps\)\s+([0-9.]+)\s+([0-9.]+)', printed)
+    assert [int(r[0]) for r in rows] == list(demo.DEMO_STEPS)
+    results = json.load(open(out / 'results.json'))
+    assert set(results['mzsr']) == {str(s) for s in demo.DEMO_STEPS}
+    assert 20 < results['bicubic']['psnr'] < 40
+    for name in ('chelsea_compare.png', 'chelsea_psnr_vs_steps.png'):
+        with open(out / name, 'rb') as f:
+            assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+
+
+def test_demo_default_weights_are_shipped():
+    assert osp.isfile(demo.DEFAULT_WEIGHTS)
+    params = torch.load(demo.DEFAULT_WEIGHTS, weights_only=True)['params']
+    net = MZSRNet()
+    net.load_state_dict(params)  # strict: the shipped file is the official 8x64 shape
+    assert sum(p.numel() for p in net.parameters()) == 225091
+
+
+def test_demo_case_is_degraded_with_the_demo_kernel():
+    case = demo.skimage_case('chelsea')
+    assert case.lr.shape[-2:] == (case.gt.shape[0] // 2, case.gt.shape[1] // 2)
+    assert case.kernel.shape == (21, 21) and abs(float(case.kernel.sum()) - 1) < 1e-5
+    assert case.downsample == 'direct'
+
+
+def test_bench_meta_prints_all_variants():
+    result = subprocess.run([sys.executable, osp.join(ROOT, 'scripts', 'bench_meta.py'), '--device', 'cpu',
+                             '--tasks', '1', '--shots', '1', '--patch', '16', '--steps', '1', '--iters', '1'],
+                            capture_output=True, text=True, timeout=300, env={'OMP_NUM_THREADS': '1',
+                                                                              'PATH': '/usr/bin:/bin'})
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = re.findall(r'^(reference|loop|batched) \((1st|2nd) order\)\s+([0-9.]+)\s+([0-9.]+)', result.stdout,
+                      re.MULTILINE)
+    assert len(rows) == 6 and all(float(r[2]) > 0 and float(r[3]) > 0 for r in rows)
