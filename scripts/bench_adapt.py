@@ -103,12 +103,14 @@ def main():
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--zssr-iters', type=int, default=3000, help='ZSSR iteration cap (official: 3000)')
     parser.add_argument('--no-zssr', action='store_true')
+    parser.add_argument('--only', nargs='*', help='Set5 images to use (names), e.g. to time ZSSR on a CPU')
     parser.add_argument('--json', help='write all numbers to this file')
     args = parser.parse_args()
 
     cases = []
     if osp.isdir(args.official_dir):
-        cases += [('Set5_g20', image) for image in set5_g20(args.official_dir)]
+        cases += [('Set5_g20', image) for image in set5_g20(args.official_dir)
+                  if not args.only or image.name in args.only]
     else:
         print(f'skipping Set5 g20: {args.official_dir} not found')
     cases += [(f'skimage_{DEMO_KERNEL}', skimage_case(name)) for name in args.skimage]
