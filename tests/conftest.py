@@ -1,5 +1,6 @@
 import os
 import pytest
+import torch
 from os import path as osp
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -19,3 +20,15 @@ def shared_path(*parts):
 def shared():
     """The shared-data path helper as a fixture: ``shared('benchmark', 'Set5')``."""
     return shared_path
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors run fastest on one thread; more oversubscribe a shared machine's cores (10x slower under load).
+
+    Use with ``pytestmark = pytest.mark.usefixtures('one_thread')``.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

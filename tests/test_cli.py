@@ -23,13 +23,7 @@ KERNEL = isotropic_gaussian_kernel(9, 1.0)
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors run fastest on one thread; more oversubscribe a shared machine's cores (10x slower under load)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 @pytest.fixture

@@ -37,13 +37,7 @@ CURVE = re.compile(r'(\S+): mean PSNR after 0\.\.(\d+) adaptation steps: ([-0-9.
 BENCH_SET5_G20 = {0: 34.73, 10: 34.87}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors run fastest on one thread; more oversubscribe a shared machine's cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def option_file(name):

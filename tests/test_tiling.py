@@ -10,13 +10,7 @@ from mzsr_plugin.models.inner_loop import detached_params
 from mzsr_plugin.models.tiling import adaptation_crops, required_overlap, tiled_forward
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors run fastest on one thread; more oversubscribe a shared machine's cores (10x slower under load)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 @pytest.mark.parametrize('scale, tile, overlap', [(2, 8, 16), (2, 10, 6), (2, 7, 9), (3, 9, 16), (4, 6, 4),

@@ -14,13 +14,7 @@ KERNEL = isotropic_gaussian_kernel(9, 1.0)
 TINY = {'width': 8, 'depth': 3, 'crop_size': 24}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors run fastest on one thread; more oversubscribe a shared machine's cores (10x slower under load)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def _lr_image(size=32, seed=0):
