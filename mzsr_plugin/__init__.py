@@ -5,4 +5,5 @@ models and metrics in BasicSR's registries.
 """
 from . import compat  # noqa: F401  (must come first: it makes basicsr importable)
 from . import archs, data, metrics, models  # noqa: F401,E402
+from . import mmengine_registry  # noqa: F401,E402  (the archs in an mmengine registry, scope "mzsr")
 from .version import __version__  # noqa: F401,E402

@@ -143,6 +143,8 @@ def resolve_kernel_option(spec, downsample):
     """
     if osp.exists(spec):
         return load_kernel(spec), downsample or 'direct', spec
+    if osp.splitext(spec)[1].lower() in ('.mat', '.npy', '.png') or '/' in spec or os.sep in spec:
+        raise FileNotFoundError(f'--kernel {spec}: no such kernel file (and not a kernel spec either)')
     try:
         parsed = parse_kernel_spec(spec)
     except ValueError as error:
@@ -195,7 +197,8 @@ def load_network(weights, scale, device):
     try:
         return load_mzsr_weights(weights, scale, device)
     except (RuntimeError, ValueError, KeyError, EOFError, pickle.UnpicklingError) as error:
-        raise ValueError(f'--weights {weights}: cannot load MZSRNet weights from it ({error})') from None
+        reason = str(error).replace(f'{weights}: ', '')  # the file is named once, in front
+        raise ValueError(f'--weights {weights}: cannot load MZSRNet weights from it ({reason})') from None
 
 
 def image_metrics(sr_uint8, gt_path, scale, gray):
@@ -372,7 +375,8 @@ def main(argv=None):
         try:
             row = _process(args, job, net, device, rng)
         except (FileNotFoundError, ValueError) as error:
-            raise SystemExit(f'mzsr-sr: error: {job["path"]}: {error}') from None
+            where = '' if job['path'] in str(error) else f'{job["path"]}: '  # once is enough
+            raise SystemExit(f'mzsr-sr: error: {where}{error}') from None
         rows.append(row)
         psnr = f', {row["psnr"]:.2f} dB' if row['psnr'] != '' else ''
         tqdm.write(f'{row["image"]}: {row["seconds"]:.2f} s{psnr} -> {osp.join(args.output, row["output"])}')

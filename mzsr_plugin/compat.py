@@ -117,11 +117,35 @@ def find_resume_states(state_dir):
     return [path for _, path in sorted(states, reverse=True)]
 
 
+def remove_stale_temp_files(folders, logger):
+    """Deletes the temp files of :func:`atomic_torch_save` that a killed process left behind (``.<name>.*.tmp``).
+
+    Args:
+        folders (Iterable[str]): Checkpoint folders; missing ones are skipped.
+        logger (logging.Logger): Where each deletion is reported.
+
+    Returns:
+        list[str]: The deleted files.
+    """
+    removed = []
+    for folder in folders:
+        if not folder or not osp.isdir(folder):
+            continue
+        for name in sorted(os.listdir(folder)):
+            if name.startswith('.') and name.endswith('.tmp') and ('.state.' in name or '.pth.' in name):
+                path = osp.join(folder, name)
+                os.remove(path)
+                removed.append(path)
+                logger.warning(f'Removed {path}, the partial checkpoint of an interrupted save')
+    return removed
+
+
 def load_resume_state(opt):
     """Drop-in for ``basicsr.train.load_resume_state`` that works on CPU and from any working directory.
 
     With ``--auto_resume`` it takes the newest readable state under ``<experiments_root>/training_states``;
-    an unreadable one (a crash mid-write by an older version) is reported and the previous one is used.
+    an unreadable one (a crash mid-write by an older version) is reported and the previous one is used, and the
+    temp files of saves that a kill interrupted are deleted from the state and model folders.
 
     Args:
         opt (dict): Parsed BasicSR options.
@@ -136,6 +160,8 @@ def load_resume_state(opt):
         if not state_dir:
             state_dir = osp.join(opt['path']['experiments_root'], 'training_states')
         candidates = find_resume_states(state_dir)
+        if opt.get('rank', 0) == 0:  # one process cleans; the others only read
+            remove_stale_temp_files([state_dir, opt['path'].get('models')], logger)
     elif opt['path'].get('resume_state'):
         candidates = [opt['path']['resume_state']]
         if not osp.isfile(candidates[0]):

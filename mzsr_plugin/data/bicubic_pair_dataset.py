@@ -1,12 +1,14 @@
+import numpy as np
 import random
 from os import path as osp
 from torch.utils import data as data
 
 from basicsr.data.data_util import paths_from_folder, paths_from_lmdb
 from basicsr.data.transforms import augment
-from basicsr.utils import FileClient, imfrombytes, img2tensor
+from basicsr.utils import FileClient, img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
 from mzsr_plugin.utils.matlab_resize import imresize_pt
+from .meta_task_dataset import imfrombytes_float
 
 
 @DATASET_REGISTRY.register()
@@ -40,6 +42,9 @@ class MZSRBicubicPairDataset(data.Dataset):
         root = opt['dataroot_gt']
         if not osp.exists(root):
             raise FileNotFoundError(f'dataroot_gt: {root} does not exist')
+        if self.io_backend_opt.get('type') not in FileClient._backends:
+            raise ValueError(f'io_backend.type must be one of {sorted(FileClient._backends)}, '
+                             f'got {self.io_backend_opt.get("type")!r}')
         if self.io_backend_opt['type'] == 'lmdb':
             self.io_backend_opt['db_paths'] = [root]
             self.io_backend_opt['client_keys'] = ['gt']
@@ -51,9 +56,11 @@ class MZSRBicubicPairDataset(data.Dataset):
 
     def __getitem__(self, index):
         if self.file_client is None:
-            self.file_client = FileClient(self.io_backend_opt.pop('type'), **self.io_backend_opt)
+            backend = dict(self.io_backend_opt)
+            self.file_client = FileClient(backend.pop('type'), **backend)
         path = self.paths[index]
-        img = imfrombytes(self.file_client.get(path, 'gt'), float32=True)
+        # Not basicsr's imfrombytes: it cuts 16-bit images to 8 bit and fails without naming a corrupt file.
+        img = imfrombytes_float(self.file_client.get(path, 'gt'), path).astype(np.float32)
         h, w = img.shape[:2]
         if h < self.gt_size or w < self.gt_size:
             raise ValueError(f'{path}: image {w}x{h} is smaller than gt_size {self.gt_size}')

@@ -169,7 +169,11 @@ class MZSRKernelTestDataset(data.Dataset):
                 gt = self._read(gt_path, 'gt')
         else:
             lq_path = gt_path = path
-            gt = mod_crop(self._read(path, 'gt'), self.scale)
+            hr = self._read(path, 'gt')
+            if min(hr.shape[:2]) < self.scale:
+                raise ValueError(f'{path}: HR image {hr.shape[1]}x{hr.shape[0]} is smaller than the scale '
+                                 f'{self.scale}; it has no x{self.scale} LR image (remove it from dataroot_gt)')
+            gt = mod_crop(hr, self.scale)
             lq = degrade_np(gt, kernel, self.scale, self.downsample)
             if self.noise_level > 0:
                 rng = np.random.default_rng((int(self.opt.get('noise_seed', 0)), index))

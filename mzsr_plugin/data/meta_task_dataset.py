@@ -58,9 +58,11 @@ def imfrombytes_float(content, path):
     Returns:
         ndarray: float64, shape (H, W, 3), BGR in [0, 1].
     """
+    if len(content) == 0:  # cv2.imdecode asserts on an empty buffer, with a message that names no file
+        raise ValueError(f'{path}: the image file is empty')
     img = cv2.imdecode(np.frombuffer(content, np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None:
-        raise ValueError(f'{path}: cannot be decoded as an image')
+        raise ValueError(f'{path}: cannot be decoded as an image (corrupt, or not a PNG/JPEG/BMP/TIFF file)')
     if img.dtype == np.uint8:
         img = img.astype(np.float64) / 255.
     elif img.dtype == np.uint16:
@@ -93,6 +95,10 @@ def image_paths(opt, root_key, client_key, io_backend_opt):
     root = opt[root_key]
     if not osp.exists(root):
         raise FileNotFoundError(f'{root_key}: {root} does not exist')
+    # Checked here: FileClient is only built at the first item, which may be hours into a run (validation).
+    backend = io_backend_opt.get('type')
+    if backend not in FileClient._backends:
+        raise ValueError(f'io_backend.type must be one of {sorted(FileClient._backends)}, got {backend!r}')
     if io_backend_opt['type'] == 'lmdb':
         io_backend_opt.setdefault('db_paths', []).append(root)
         io_backend_opt.setdefault('client_keys', []).append(client_key)
@@ -100,6 +106,10 @@ def image_paths(opt, root_key, client_key, io_backend_opt):
     elif opt.get('meta_info_file') is not None:
         with open(opt['meta_info_file'], 'r') as fin:
             paths = [osp.join(root, line.strip().split(' ')[0]) for line in fin if line.strip()]
+        missing = [path for path in paths if not osp.isfile(path)] if io_backend_opt['type'] == 'disk' else []
+        if missing:
+            raise FileNotFoundError(f'meta_info_file {opt["meta_info_file"]} lists {len(missing)} image(s) that '
+                                    f'are not in {root_key} {root}, e.g. {osp.basename(missing[0])}')
     else:
         paths = paths_from_folder(root)
     if not paths:

@@ -93,6 +93,30 @@ def at_scale(net, scale):
         net.scale = current
 
 
+def check_output_scale(net, scale, channels=3):
+    """Refuses an arch that cannot super-resolve by ``scale``, e.g. a fixed-scale one built for another scale.
+
+    Archs with a settable ``scale`` (MZSRNet) are tried at ``scale``; one forward of an 8x8 image, in eval mode.
+
+    Args:
+        net (nn.Module): The network.
+        scale (int): The scale it is asked for.
+        channels (int): Its input channels. Default: 3.
+    """
+    param = next(net.parameters())
+    probe = torch.zeros(1, channels, 8, 8, device=param.device, dtype=param.dtype)
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.no_grad(), at_scale(net, scale):
+            out = net(probe)
+    finally:
+        net.train(was_training)
+    if tuple(out.shape[-2:]) != (8 * scale, 8 * scale):
+        raise ValueError(f'{type(net).__name__} gives x{out.shape[-1] / 8:g} output but scale is {scale}: build '
+                         f'the arch for x{scale} (e.g. upscale: {scale}), or use MZSRNet, whose scale is set per image')
+
+
 def make_son(lr, kernel, scale, downsample):
     """Degrades the LR image once more with its own kernel: the son of the official test.
 
@@ -232,6 +256,7 @@ def super_resolve_image(net,
         tuple[Tensor, dict]: SR of shape (1, 3, h * scale, w * scale), not clipped; info with ``seconds``
         (adaptation + SR), ``losses`` (L1 before each step) and ``adapted_on`` (shape of the father batch).
     """
+    check_output_scale(net, scale, lr.shape[1])
     lrs = resolve_adapt_lrs(None, steps, scale, downsample) if lrs is None else list(lrs)
     if len(lrs) != steps:
         raise ValueError(f'{len(lrs)} learning rates given for {steps} adaptation steps')

@@ -11,8 +11,8 @@ from basicsr.utils import get_root_logger, tensor2img
 from basicsr.utils.registry import MODEL_REGISTRY
 from mzsr_plugin.data.meta_task_dataset import crop_task_to_scale
 from mzsr_plugin.zssr import ZSSR_DEFAULTS, zssr_super_resolve
-from .adaptation import (DEFAULT_CROP_BUDGET, DEFAULT_TILE, at_scale, resolve_adapt_lrs, super_resolve,
-                         super_resolve_image)
+from .adaptation import (DEFAULT_CROP_BUDGET, DEFAULT_TILE, at_scale, check_output_scale, resolve_adapt_lrs,
+                         super_resolve, super_resolve_image)
 from .inner_loop import detached_params
 from .meta_learning import multi_step_loss_weights, select_meta_engine
 
@@ -41,6 +41,10 @@ class MetaSRModel(SRModel):
                              '.pth from the pretraining stage (or from scripts/convert_official_mzsr.py)')
         self.kernel = None
         super().__init__(opt)
+        # Checked at build time, not at the first validation, which may be hours into training.
+        if opt.get('val') is not None:
+            self._adapt_opt()
+        check_output_scale(self.get_bare_model(self.net_g), opt['scale'], opt['network_g'].get('num_in_ch', 3))
 
     def model_to_device(self, net):
         """Moves the net; wraps it in DDP only for distributed pretraining.
