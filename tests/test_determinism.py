@@ -15,13 +15,7 @@ from mzsr_plugin.models.meta_sr_model import MetaSRModel
 KERNEL = torch.from_numpy(isotropic_gaussian_kernel(7, 1.5))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One thread: fastest for tiny tensors, and a fixed reduction order whatever the machine's core count."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def _lr(height=24, width=28, seed=0):

@@ -22,13 +22,7 @@ from mzsr_plugin.archs.mzsr_arch import MZSRNet
 LONG_RUN = 100000
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors run fastest on one thread; more oversubscribe a shared machine's cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def meta_train_options(root, name, total_iter, save_freq=2, val=None, print_freq=1):
