@@ -8,7 +8,7 @@ from basicsr.data.transforms import augment
 from basicsr.utils import FileClient, img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
 from mzsr_plugin.utils.matlab_resize import imresize_pt
-from .meta_task_dataset import imfrombytes_float
+from mzsr_plugin.utils.image_io import decode_image
 
 
 @DATASET_REGISTRY.register()
@@ -60,7 +60,7 @@ class MZSRBicubicPairDataset(data.Dataset):
             self.file_client = FileClient(backend.pop('type'), **backend)
         path = self.paths[index]
         # Not basicsr's imfrombytes: it cuts 16-bit images to 8 bit and fails without naming a corrupt file.
-        img = imfrombytes_float(self.file_client.get(path, 'gt'), path).astype(np.float32)
+        img = decode_image(self.file_client.get(path, 'gt'), path)[0].astype(np.float32)
         h, w = img.shape[:2]
         if h < self.gt_size or w < self.gt_size:
             raise ValueError(f'{path}: image {w}x{h} is smaller than gt_size {self.gt_size}')

@@ -25,7 +25,8 @@ from basicsr.utils.registry import DATASET_REGISTRY
 
 from .degradations import add_noise, degrade_np
 from .kernels import DOWNSAMPLE_MODES, SPEC_KERNEL_SIZE, load_kernel, parse_kernel_spec, random_gaussian_kernel
-from .meta_task_dataset import image_paths, imfrombytes_float
+from mzsr_plugin.utils.image_io import decode_image
+from .meta_task_dataset import image_paths
 
 KERNEL_DIR_PATTERNS = ('{}.mat', '{}_0.mat', '{}.npy', '{}.png')
 
@@ -146,7 +147,7 @@ class MZSRKernelTestDataset(data.Dataset):
         return load_kernel(find_kernel_file(self.opt['kernel_dir'], path))
 
     def _read(self, path, key):
-        return imfrombytes_float(self.file_client.get(path, key), path)
+        return decode_image(self.file_client.get(path, key), path)[0]
 
     def __getitem__(self, index):
         if self.file_client is None:

@@ -12,7 +12,6 @@ of a group of tasks sharing a scale with :func:`crop_task_to_scale`::
 
     support_lq, support_gt = crop_task_to_scale(batch['support_lq'][idx], batch['support_gt'][idx], s, gt_size)
 """
-import cv2
 import numpy as np
 import torch
 from os import path as osp
@@ -23,6 +22,7 @@ from basicsr.data.transforms import augment
 from basicsr.utils import FileClient, img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
 
+from mzsr_plugin.utils.image_io import decode_image
 from .degradations import degrade_pt
 from .kernels import DOWNSAMPLE_MODES, random_gaussian_kernel
 
@@ -43,40 +43,6 @@ def crop_task_to_scale(lq, gt, scale, gt_size):
     lq_size = gt_size // int(scale)
     hr_size = lq_size * int(scale)
     return lq[..., :lq_size, :lq_size], gt[..., :hr_size, :hr_size]
-
-
-def imfrombytes_float(content, path):
-    """Decodes an image file to float64 BGR in [0, 1], whatever its channels and bit depth.
-
-    Grayscale becomes 3 identical channels, an alpha channel is dropped, 16-bit images are scaled by 1/65535
-    (BasicSR's ``imfrombytes`` would cut them to 8 bit).
-
-    Args:
-        content (bytes): File content, as ``FileClient.get`` returns.
-        path (str): The file (or LMDB key), for the messages.
-
-    Returns:
-        ndarray: float64, shape (H, W, 3), BGR in [0, 1].
-    """
-    if len(content) == 0:  # cv2.imdecode asserts on an empty buffer, with a message that names no file
-        raise ValueError(f'{path}: the image file is empty')
-    img = cv2.imdecode(np.frombuffer(content, np.uint8), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise ValueError(f'{path}: cannot be decoded as an image (corrupt, or not a PNG/JPEG/BMP/TIFF file)')
-    if img.dtype == np.uint8:
-        img = img.astype(np.float64) / 255.
-    elif img.dtype == np.uint16:
-        img = img.astype(np.float64) / 65535.
-    else:
-        raise ValueError(f'{path}: unsupported pixel type {img.dtype}; expected 8- or 16-bit images')
-    if img.ndim == 2:
-        img = img[:, :, None]
-    channels = img.shape[2]
-    if channels in (1, 2):  # gray (+ alpha)
-        return np.repeat(img[:, :, :1], 3, axis=2)
-    if channels in (3, 4):  # BGR (+ alpha)
-        return img[:, :, :3]
-    raise ValueError(f'{path}: unsupported number of channels {channels}')
 
 
 def image_paths(opt, root_key, client_key, io_backend_opt):
@@ -179,7 +145,7 @@ class MZSRMetaTaskDataset(data.Dataset):
     def _random_patch(self, index, size):
         """Reads image ``index`` and crops a random (size, size) float32 BGR patch."""
         path = self.paths[index]
-        img = imfrombytes_float(self.file_client.get(path, 'gt'), path)
+        img = decode_image(self.file_client.get(path, 'gt'), path)[0]
         h, w = img.shape[:2]
         if h < size or w < size:
             raise ValueError(f'{path}: image {w}x{h} is smaller than the patch size {size} (gt_size '

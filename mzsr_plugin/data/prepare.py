@@ -21,6 +21,7 @@ import numpy as np
 import os
 import re
 import shutil
+import torch
 from contextlib import contextmanager
 from mmengine.utils import ProgressBar, track_parallel_progress, track_progress
 from os import path as osp
@@ -156,13 +157,20 @@ def _catching(func, task):
         return None, err
 
 
+def _single_threaded_worker():
+    """Pool initializer: a forked worker must not enter the OpenMP pool it inherited from a parent that used torch
+    (libgomp is not fork-safe: the worker hangs), so torch runs single-threaded there, as in DataLoader workers."""
+    torch.set_num_threads(1)
+
+
 def _track(func, tasks, n_thread):
     """Runs ``func`` over ``tasks`` with mmengine's progress bar, in ``n_thread`` processes when above 1."""
     if n_thread <= 1:
         return track_progress(func, tasks)
     # track_parallel_progress never closes its pool when a task raises; errors come back as values instead and
     # the first is raised once the pool has shut down.
-    outcomes = track_parallel_progress(functools.partial(_catching, func), tasks, nproc=min(n_thread, len(tasks)))
+    outcomes = track_parallel_progress(
+        functools.partial(_catching, func), tasks, nproc=min(n_thread, len(tasks)), initializer=_single_threaded_worker)
     for _, err in outcomes:
         if err is not None:
             raise err

@@ -11,14 +11,46 @@ from os import path as osp
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
 
 
-def read_image(path):
-    """Reads an image as float32 RGB in [0, 1].
+def decode_image(content, source):
+    """Decodes image bytes (a file's, or an LMDB value) to float64 BGR in [0, 1], whatever its bit depth or channels.
 
-    * Grayscale (8 or 16 bit) is replicated to 3 channels and reported as gray, so that the result can be written
-      back as grayscale.
-    * An alpha channel (RGBA, gray + alpha) is dropped, not composited: the colour values are super-resolved as they
+    * Grayscale (8 or 16 bit) is replicated to 3 channels and reported as gray.
+    * An alpha channel (BGRA, gray + alpha) is dropped, not composited: the colour values are super-resolved as they
       are stored, whatever their transparency.
     * 8-bit images are divided by 255, 16-bit ones by 65535.
+
+    Args:
+        content (bytes | ndarray): The encoded image (PNG, JPEG, BMP, TIFF).
+        source (str): Its file or LMDB key, for the messages.
+
+    Returns:
+        tuple[ndarray, bool]: The image, float64 of shape (H, W, 3), BGR, and whether it was grayscale.
+    """
+    data = np.frombuffer(content, np.uint8) if isinstance(content, (bytes, bytearray, memoryview)) else content
+    if data.size == 0:  # cv2.imdecode asserts on an empty buffer, with a message that names no file
+        raise ValueError(f'image file {source} is empty')
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise ValueError(f'image file {source} cannot be decoded (corrupt, or not a PNG/JPEG/BMP/TIFF image)')
+    if img.dtype == np.uint8:
+        img = img.astype(np.float64) / 255.0
+    elif img.dtype == np.uint16:
+        img = img.astype(np.float64) / 65535.0
+    else:
+        raise ValueError(f'image file {source} has {img.dtype} pixels; expected 8 or 16 bit integers')
+    if img.ndim == 2:
+        img = img[..., None]
+    channels = img.shape[2]
+    if channels in (1, 2):  # gray, or gray + alpha
+        return np.repeat(img[..., :1], 3, axis=2), True
+    if channels in (3, 4):  # BGR, or BGRA
+        return img[..., :3], False
+    raise ValueError(f'image file {source} has {channels} channels; expected 1 (gray), 2, 3 (colour) or 4 (with '
+                     'alpha)')
+
+
+def read_image(path):
+    """Reads an image file as float32 RGB in [0, 1] (see :func:`decode_image` for gray, alpha and 16 bit).
 
     Args:
         path (str): Image file.
@@ -28,26 +60,8 @@ def read_image(path):
     """
     if not osp.isfile(path):
         raise FileNotFoundError(f'image file {path} does not exist')
-    data = np.fromfile(path, dtype=np.uint8)
-    if data.size == 0:
-        raise ValueError(f'image file {path} is empty')
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise ValueError(f'image file {path} cannot be decoded (corrupt, or not a PNG/JPEG/BMP/TIFF image)')
-    if img.dtype == np.uint8:
-        img = img.astype(np.float32) / 255.0
-    elif img.dtype == np.uint16:
-        img = img.astype(np.float32) / 65535.0
-    else:
-        raise ValueError(f'image file {path} has {img.dtype} pixels; expected 8 or 16 bit integers')
-    if img.ndim == 2:
-        return np.repeat(img[..., None], 3, axis=2), True
-    channels = img.shape[2]
-    if channels in (1, 2):  # gray, or gray + alpha
-        return np.repeat(img[..., :1], 3, axis=2), True
-    if channels in (3, 4):  # BGR, or BGRA
-        return np.ascontiguousarray(img[..., 2::-1]), False
-    raise ValueError(f'image file {path} has {channels} channels; expected 1 (gray), 2, 3 (colour) or 4 (with alpha)')
+    img, gray = decode_image(np.fromfile(path, dtype=np.uint8), path)
+    return np.ascontiguousarray(img[..., ::-1], dtype=np.float32), gray
 
 
 def to_uint8(img_rgb, gray=False):
