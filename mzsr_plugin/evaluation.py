@@ -38,10 +38,11 @@ class DegradedImage:
 
 @dataclass
 class AdaptationResult:
-    """PSNR after each evaluated step count, and the wall time of adaptation + SR for the last one."""
+    """PSNR, wall time (adaptation + SR) and the SR itself (uint8 BGR) after each evaluated step count."""
     name: str
     psnr: dict = field(default_factory=dict)
     seconds: dict = field(default_factory=dict)
+    images: dict = field(default_factory=dict)
 
 
 def images_from_dataset(dataset):
@@ -122,7 +123,8 @@ def evaluate_adaptation(net, images, steps_list=(0, 1, 10), lrs=None, device='cp
                 torch.cuda.synchronize()
             # Time = adaptation so far + one SR; PSNR bookkeeping of earlier steps is not counted.
             result.seconds[step] = clock['adapt'] + time.perf_counter() - begin
-            result.psnr[step] = calculate_mzsr_psnr(tensor2img(sr), image.gt, crop_border=image.scale)
+            result.images[step] = tensor2img(sr)
+            result.psnr[step] = calculate_mzsr_psnr(result.images[step], image.gt, crop_border=image.scale)
 
         def on_step(step, params, loss):
             clock['adapt'] += time.perf_counter() - clock['last']

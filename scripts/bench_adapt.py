@@ -16,10 +16,11 @@ import os
 import time
 import torch
 from os import path as osp
-from torch.utils.flop_counter import FlopCounterMode
 
 import mzsr_plugin  # noqa: F401  (first: makes basicsr importable on any torchvision)
 from basicsr.utils import tensor2img
+# The sibling script's timing helpers (scripts/ is on sys.path when a script in it runs).
+from bench_meta import count_flops, matmul_gflops, sync, time_it
 from mzsr_plugin.data.kernel_test_dataset import MZSRKernelTestDataset
 from mzsr_plugin.demo import DEFAULT_WEIGHTS, DEMO_IMAGES, DEMO_KERNEL, skimage_case
 from mzsr_plugin.evaluation import evaluate_adaptation, images_from_dataset, load_mzsr_weights
@@ -41,11 +42,6 @@ def set5_g20(official_dir):
         'dataroot_gt': osp.join(official_dir, 'GT', 'Set5'), 'gt_filename_tmpl': '{}_GT',
         'kernel_file': osp.join(official_dir, 'Input', 'g20', 'kernel.mat')})
     return images_from_dataset(dataset)
-
-
-def sync(device):
-    if torch.device(device).type == 'cuda':
-        torch.cuda.synchronize()
 
 
 def bicubic_row(image, device):
@@ -71,27 +67,9 @@ def step_gflops(net, image, device, repeats=3):
     def step():
         return sgd_step(net, params, son, lr, 1e-2, create_graph=False)
 
-    with FlopCounterMode(display=False) as counter:
-        step()
-    step()
-    sync(device)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        step()
-    sync(device)
-    seconds = (time.perf_counter() - start) / repeats
-    return counter.get_total_flops() / seconds / 1e9, seconds
-
-
-def matmul_gflops(device, size):
-    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
-    a @ b
-    sync(device)
-    start = time.perf_counter()
-    for _ in range(5):
-        a @ b
-    sync(device)
-    return 2 * size**3 * 5 / (time.perf_counter() - start) / 1e9
+    flops = count_flops(step)
+    seconds = time_it(step, device, repeats)
+    return flops / seconds / 1e9, seconds
 
 
 def main():
@@ -155,7 +133,7 @@ def main():
 
     net = load_mzsr_weights(next(iter(weights.values())), 2, args.device)
     gflops, seconds = step_gflops(net, cases[0][1], args.device)
-    peak = matmul_gflops(args.device, 8192 if torch.device(args.device).type == 'cuda' else 2048)
+    peak = matmul_gflops(args.device, 8192 if torch.device(args.device).type == 'cuda' else 2048, iters=5)
     print(f'\none adaptation step on {cases[0][1].name}: {seconds * 1e3:.1f} ms, {gflops:.1f} GFLOP/s = '
           f'{100 * gflops / peak:.0f}% of a large matmul ({peak:.1f} GFLOP/s)')
     if args.json:

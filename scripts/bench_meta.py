@@ -48,7 +48,7 @@ def reference_meta_step(weights, tasks, inner_lr, inner_steps, loss_weights, sec
 
 
 def sync(device):
-    if device.type == 'cuda':
+    if torch.device(device).type == 'cuda':
         torch.cuda.synchronize()
 
 
