@@ -27,11 +27,15 @@ from mzsr_plugin.evaluation import load_mzsr_weights
 from mzsr_plugin.metrics.official_metric import calculate_mzsr_psnr, calculate_mzsr_ssim
 from mzsr_plugin.models.adaptation import (ADAPT_LR_PRESETS, DEFAULT_CROP_BUDGET, DEFAULT_TILE, resolve_adapt_lrs,
                                            super_resolve_image)
+from mzsr_plugin.option_schema import LR_SPEC, VAL_ADAPT
 from mzsr_plugin.utils.figures import save_comparison
 from mzsr_plugin.utils.image_io import list_images, read_image, to_uint8, write_image
 from mzsr_plugin.utils.matlab_resize import imresize_pt
 from mzsr_plugin.zssr import ZSSR_DEFAULTS, zssr_super_resolve
 
+# mzsr-sr flag -> the val.adapt key whose check it shares (mzsr_plugin.option_schema.VAL_ADAPT).
+FLAG_KEYS = {'--steps': 'steps', '--tile': 'tile', '--crop-budget': 'crop_budget', '--seed': 'seed',
+             '--zssr-iters': 'zssr_iters', '--back-projection': 'back_projection'}
 DEFAULT_WEIGHTS = osp.join(osp.dirname(osp.abspath(__file__)), 'weights', 'mzsr_x2_direct.pth')
 # Kernel files looked up per image in --kernel-dir, first match wins (``_0``: ZSSR/KernelGAN naming).
 KERNEL_PATTERNS = ('{stem}.mat', '{stem}_0.mat', '{stem}.npy', '{stem}_0.npy', '{stem}.png', '{stem}_0.png')
@@ -67,9 +71,10 @@ def build_parser():
     parser.add_argument(
         '--lr',
         metavar='PRESET_OR_VALUES',
-        help=f'adaptation learning rates: a preset ({", ".join(sorted(ADAPT_LR_PRESETS))}), one number, or '
-        'comma-separated per-step numbers (the last repeats); default: the official preset for the scale and '
-        'downsampling')
+        help=f'adaptation learning rates: a preset ({", ".join(sorted(ADAPT_LR_PRESETS))}), learned (the '
+        'per-layer step sizes meta-learned with the weights), one number, or comma-separated per-step numbers (the '
+        'last repeats); default: learned when the weights carry step sizes, else the official preset for the scale '
+        'and downsampling')
     parser.add_argument(
         '--downsample',
         choices=('direct', 'bicubic'),
@@ -120,14 +125,21 @@ def build_parser():
 
 
 def parse_lrs(text, steps, scale, downsample):
-    """``--lr`` as one learning rate per step (see :func:`~mzsr_plugin.models.adaptation.resolve_adapt_lrs`)."""
-    if text is None or text in ADAPT_LR_PRESETS:
+    """``--lr`` as one learning rate per step (see :func:`~mzsr_plugin.models.adaptation.resolve_adapt_lrs`).
+
+    None (no ``--lr``) and ``learned`` give None: the weights' learned step sizes, known once they are loaded.
+    """
+    if text is None or text == 'learned':
+        return None
+    if text in ADAPT_LR_PRESETS:
         return resolve_adapt_lrs(text, steps, scale, downsample)
     try:
         values = [float(v) for v in text.split(',')]
     except ValueError:
-        raise ValueError(f'--lr {text!r}: expected a preset ({", ".join(sorted(ADAPT_LR_PRESETS))}), a number or '
-                         'comma-separated numbers') from None
+        values = None
+    if values is None or not LR_SPEC.ok(values):
+        raise ValueError(f'--lr {text!r}: expected a preset ({", ".join(sorted(ADAPT_LR_PRESETS))}, learned), a number '
+                         '> 0 or comma-separated numbers > 0 (a negative step size climbs the loss)')
     return resolve_adapt_lrs(values, steps, scale, downsample)
 
 
@@ -238,6 +250,12 @@ def _plan(args, parser):
         parser.error(f'a blur kernel is required (MZSR adapts to it; there is no bicubic fallback): {KERNEL_HELP}')
     if args.scale < 1 or args.steps < 0:
         parser.error(f'--scale must be >= 1 and --steps >= 0, got {args.scale} and {args.steps}')
+    # The flags that reach the adaptation code get the same checks as val.adapt in option files.
+    for flag, key in FLAG_KEYS.items():
+        value = getattr(args, flag.lstrip('-').replace('-', '_'))
+        check = VAL_ADAPT.key(key).check
+        if value is not None and not check.ok(value):
+            parser.error(f'{flag} must be {check.expected}; got {value!r}')
     images = list_images(args.inputs)
     stems = [osp.splitext(osp.basename(p))[0] for p in images]
     duplicates = sorted({s for s in stems if stems.count(s) > 1})
@@ -366,6 +384,9 @@ def main(argv=None):
     try:
         jobs = _plan(args, parser)
         net = None if args.zssr else load_network(args.weights, args.scale, device)
+        if net is not None and args.lr == 'learned' and not net.inner_lrs:
+            parser.error(f'--lr learned: {args.weights or DEFAULT_WEIGHTS} carries no learned step sizes; use a preset '
+                         f'({", ".join(sorted(ADAPT_LR_PRESETS))}) or numbers')
     except (FileNotFoundError, ValueError) as error:
         raise SystemExit(f'mzsr-sr: error: {error}') from None
     os.makedirs(args.output, exist_ok=True)

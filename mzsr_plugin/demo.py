@@ -6,16 +6,14 @@ PSNR/time table beside bicubic, and saves a comparison figure and a PSNR-vs-step
 """
 import argparse
 import json
-import numpy as np
 import os
 import time
 import torch
 from os import path as osp
 
 from basicsr.utils import tensor2img
-from mzsr_plugin.data.degradations import degrade_np
 from mzsr_plugin.data.kernels import parse_kernel_spec
-from mzsr_plugin.evaluation import DegradedImage, evaluate_adaptation, load_mzsr_weights
+from mzsr_plugin.evaluation import degraded_case, evaluate_adaptation, load_mzsr_weights
 from mzsr_plugin.metrics.official_metric import calculate_mzsr_psnr
 from mzsr_plugin.utils.figures import plot_psnr_vs_steps, save_comparison
 from mzsr_plugin.utils.matlab_resize import imresize_pt
@@ -43,14 +41,8 @@ def skimage_case(name, kernel_spec=DEMO_KERNEL, scale=2):
     rgb = getattr(skimage.data, name)()
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f'skimage.data.{name} is not an RGB image')
-    h, w = rgb.shape[:2]
-    rgb = rgb[:h - h % scale, :w - w % scale]
     spec = parse_kernel_spec(kernel_spec)
-    lr = degrade_np(rgb.astype(np.float64) / 255.0, spec.kernel, scale, spec.downsample)
-    lr = np.clip(np.round(lr * 255), 0, 255) / 255.0
-    lr_tensor = torch.from_numpy(lr.transpose(2, 0, 1).astype(np.float32)).unsqueeze(0)
-    return DegradedImage(name, lr_tensor, np.ascontiguousarray(rgb[..., ::-1]), torch.from_numpy(spec.kernel), scale,
-                         spec.downsample)
+    return degraded_case(name, rgb, spec.kernel, scale, spec.downsample)
 
 
 def rgb(tensor):

@@ -11,9 +11,11 @@ from os import path as osp
 
 from basicsr.utils import tensor2img
 from mzsr_plugin.archs.mzsr_arch import MZSRNet
+from mzsr_plugin.data.degradations import degrade_np
 from mzsr_plugin.metrics.official_metric import calculate_mzsr_psnr
 from mzsr_plugin.models.adaptation import adapt_to_image, at_scale, resolve_adapt_lrs, super_resolve
-from mzsr_plugin.models.inner_loop import detached_params
+from mzsr_plugin.models.inner_loop import detached_params, load_inner_lrs
+from mzsr_plugin.utils.matlab_resize import imresize_pt
 
 
 @dataclass
@@ -45,6 +47,40 @@ class AdaptationResult:
     images: dict = field(default_factory=dict)
 
 
+def degraded_case(name, rgb, kernel, scale, downsample='direct'):
+    """A test case made from an in-memory HR image by the official protocol: modcrop, degrade, round to 8 bit.
+
+    Args:
+        name (str): Case name.
+        rgb (np.ndarray): HR image, shape (H, W, 3), RGB uint8.
+        kernel (np.ndarray): Blur kernel, shape (k, k), summing to 1.
+        scale (int): Scale.
+        downsample (str): ``'direct'`` or ``'bicubic'``.
+
+    Returns:
+        DegradedImage: LR (uint8-rounded), GT (BGR uint8, modcropped), kernel.
+    """
+    h, w = rgb.shape[:2]
+    rgb = rgb[:h - h % scale, :w - w % scale]
+    lr = degrade_np(rgb.astype(np.float64) / 255.0, kernel, scale, downsample)
+    lr = np.clip(np.round(lr * 255), 0, 255) / 255.0
+    lr_tensor = torch.from_numpy(lr.transpose(2, 0, 1).astype(np.float32)).unsqueeze(0)
+    return DegradedImage(name, lr_tensor, np.ascontiguousarray(rgb[..., ::-1]),
+                         torch.from_numpy(np.asarray(kernel, dtype=np.float32)), scale, downsample)
+
+
+def bicubic_psnr(image):
+    """PSNR of MATLAB-bicubic upsampling of the case's LR: the baseline every adapted result must beat.
+
+    Args:
+        image (DegradedImage): Test case.
+
+    Returns:
+        float: PSNR in dB (official protocol).
+    """
+    return calculate_mzsr_psnr(tensor2img(imresize_pt(image.lr, image.scale)), image.gt, crop_border=image.scale)
+
+
 def images_from_dataset(dataset):
     """Test cases from a :class:`~mzsr_plugin.data.kernel_test_dataset.MZSRKernelTestDataset` (GT required).
 
@@ -74,7 +110,7 @@ def load_mzsr_weights(path, scale=2, device='cpu'):
         device (str | torch.device): Device.
 
     Returns:
-        MZSRNet: In eval mode, on ``device``.
+        MZSRNet: In eval mode, on ``device``; ``net.inner_lrs`` holds the weights' learned step sizes (or None).
     """
     if not osp.isfile(path):
         raise FileNotFoundError(f'weights file not found: {path}')
@@ -85,6 +121,7 @@ def load_mzsr_weights(path, scale=2, device='cpu'):
         raise ValueError(f'{path}: no MZSRNet weights (expected keys convs.<i>.weight under "params")')
     net = MZSRNet(num_feat=params['convs.0.weight'].shape[0], num_conv=len(convs), scale=scale)
     net.load_state_dict(params, strict=True)
+    net.inner_lrs = load_inner_lrs(state, [name for name, _ in net.named_parameters()])
     return net.to(device).eval()
 
 
@@ -98,7 +135,8 @@ def evaluate_adaptation(net, images, steps_list=(0, 1, 10), lrs=None, device='cp
         net (nn.Module): The network (unchanged).
         images (Sequence[DegradedImage]): Test cases.
         steps_list (Sequence[int]): Step counts to report.
-        lrs (Sequence[float] | None): Per-step learning rates for ``max(steps_list)`` steps (None: direct x2 preset).
+        lrs (Sequence[float | dict] | None): Per-step learning rates for ``max(steps_list)`` steps (None: the
+            net's learned step sizes, ``net.inner_lrs``, if it has them, else the official preset).
         device (str | torch.device): Device.
 
     Returns:
@@ -110,7 +148,8 @@ def evaluate_adaptation(net, images, steps_list=(0, 1, 10), lrs=None, device='cp
     for image in images:
         lr, kernel = image.lr.to(device), image.kernel.to(device)
         if lrs is None:
-            lrs_used = resolve_adapt_lrs(None, max_steps, image.scale, image.downsample)
+            lrs_used = resolve_adapt_lrs(None, max_steps, image.scale, image.downsample,
+                                         learned=getattr(net, 'inner_lrs', None))
         else:
             lrs_used = list(lrs)
         result = AdaptationResult(image.name)

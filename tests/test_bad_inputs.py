@@ -191,7 +191,8 @@ ROWS = [
     ('mzsr-sr: --scale 0', CliError, r'--scale must be >= 1 and --steps >= 0, got 0 and 1',
      lambda f: run_cli(f, f / 'ok.png', '--kernel', 'g_d_2.0', '--scale', '0')),
     ('MZSRKernelTestDataset: scale not an integer', ValueError,
-     r'val: option scale must be a positive integer, got 2\.5', lambda f: kernel_test_dataset(f / 'hr_ok', scale=2.5)),
+     r"dataset 'val' \(MZSRKernelTestDataset\): scale must be a whole number >= 1 or ~; got 2\.5",
+     lambda f: kernel_test_dataset(f / 'hr_ok', scale=2.5)),
     # ----------------------------------------------------------------------------------------------- kernels
     ('mzsr-sr: kernel not 2-D', CliError, r'k3d\.npy: a kernel must be a 2-D array, got shape \(3, 3, 3\)',
      lambda f: run_cli(f, f / 'ok.png', '--kernel', f / 'k3d.npy')),
@@ -224,21 +225,24 @@ ROWS = [
     ('MZSRKernelTestDataset: missing kernel_file', FileNotFoundError, r'kernel file .*absent\.mat does not exist',
      lambda f: kernel_test_dataset(f / 'hr_ok', kernel=None, kernel_file=str(f / 'absent.mat'))),
     # ----------------------------------------------------------------------------------------------- options
-    ('train.mode unknown', ValueError, r"train\.mode must be one of \('pretrain', 'meta'\), got 'maml'",
+    ('train.mode unknown', ValueError, r"train: mode must be one of 'pretrain', 'meta'; got 'maml'",
      lambda f: model(f, is_train=True, mode='maml')),
     ('train.mode meta without path.pretrain_network_g', ValueError,
      r'train\.mode: meta starts from pretrained weights: set path\.pretrain_network_g', missing_pretrained),
-    ('train.inner_steps 0', ValueError, r'train\.inner_steps must be >= 1, got 0',
+    ('train.inner_steps 0', ValueError, r'train: inner_steps must be a whole number >= 1; got 0',
      lambda f: model(f, is_train=True, inner_steps=0)),
-    ('train.meta_engine unknown', ValueError, r'train\.meta_engine',
+    ('train.meta_engine unknown', ValueError,
+     r"train: meta_engine must be one of 'auto', 'loop', 'batched'; got 'fast'",
      lambda f: model(f, is_train=True, meta_engine='fast')),
-    ('val.adapt.steps < 0 (at test time)', ValueError, r'val\.adapt\.steps must be a whole number >= 0, got -1',
+    ('val.adapt.steps < 0 (at test time)', ValueError, r'val\.adapt: steps must be a whole number >= 0; got -1',
      lambda f: model_test(f, val_adapt={'steps': -1})),
-    ('val.adapt.steps not a number', ValueError, r"val\.adapt\.steps must be a whole number >= 0, got '10'",
+    ('val.adapt.steps not a number', ValueError, r"val\.adapt: steps must be a whole number >= 0; got '10'",
      lambda f: model_test(f, val_adapt={'steps': '10'})),
-    ('val.adapt.mode unknown', ValueError, r"val\.adapt\.mode must be one of \('mzsr', 'zssr'\), got 'maml'",
+    ('val.adapt.mode unknown', ValueError, r"val\.adapt: mode must be one of 'mzsr', 'zssr'; got 'maml'",
      lambda f: model_test(f, val_adapt={'mode': 'maml'})),
-    ('val.adapt.lr unknown preset', ValueError, r"val\.adapt\.lr: unknown preset 'fast'; use one of \['bicubic'",
+    ('val.adapt.lr unknown preset', ValueError,
+     r"val\.adapt: lr must be a preset \(bicubic, direct_x2, direct_x4, multiscale, learned\), a number > 0, a "
+     r"list of numbers > 0, or ~; got 'fast'",
      lambda f: model_test(f, val_adapt={'steps': 1, 'lr': 'fast'})),
     ('dataset kernel spec unknown', ValueError, r'unknown kernel spec "gauss"; accepted forms',
      lambda f: kernel_test_dataset(f / 'hr_ok', kernel='gauss')),
@@ -254,10 +258,10 @@ ROWS = [
      r"io_backend\.type must be one of \['disk', 'lmdb', 'memcached'\], got None",
      lambda f: bicubic_pair_dataset(f / 'hr_ok', io_backend={})),
     ('MZSRMetaTaskDataset: downsample unknown', ValueError,
-     r"tasks: downsample must be one of \('direct', 'bicubic'\), got \"area\"",
+     r"dataset 'tasks' \(MZSRMetaTaskDataset\): downsample must be one of 'direct', 'bicubic'; got 'area'",
      lambda f: meta_task_dataset(f / 'hr_ok', downsample='area')),
     ('MZSRKernelTestDataset: downsample unknown', ValueError,
-     r"val: downsample must be one of \('direct', 'bicubic'\), got \"area\"",
+     r"dataset 'val' \(MZSRKernelTestDataset\): downsample must be one of 'direct', 'bicubic'; got 'area'",
      lambda f: kernel_test_dataset(f / 'hr_ok', downsample='area')),
     ('mzsr-sr: --downsample unknown', CliError,
      r"argument --downsample: invalid choice: 'area' \(choose from '?direct'?, '?bicubic'?\)",
@@ -291,7 +295,7 @@ def test_cuda_device_without_cuda(files):
 
 
 def test_bad_val_adapt_option_is_refused_when_the_model_is_built(files):
-    with pytest.raises(ValueError, match=r'val\.adapt\.steps must be a whole number >= 0, got -1'):
+    with pytest.raises(ValueError, match=r'val\.adapt: steps must be a whole number >= 0; got -1'):
         model(files, val_adapt={'steps': -1})
 
 

@@ -162,7 +162,7 @@ def test_meta_mode_requires_pretrained_weights(tmp_path):
         MetaSRModel(opt)
     opt = meta_opt(tmp_path, {'type': 'MZSRNet', 'num_feat': 8, 'num_conv': 3})
     opt['train']['mode'] = 'maml'
-    with pytest.raises(ValueError, match="train.mode must be one of"):
+    with pytest.raises(ValueError, match="train: mode must be one of 'pretrain', 'meta'; got 'maml'"):
         MetaSRModel(opt)
 
 

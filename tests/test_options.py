@@ -23,7 +23,7 @@ from helpers import write_images
 from mzsr_plugin.data.kernels import parse_kernel_spec
 from mzsr_plugin.data.meta_task_dataset import crop_task_to_scale
 from mzsr_plugin.models.adaptation import at_scale, default_lr_preset, resolve_adapt_lrs
-from mzsr_plugin.models.meta_sr_model import ADAPT_MODES, TRAIN_MODES
+from mzsr_plugin.option_schema import META_TRAIN, VAL_ADAPT
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 OPTION_FILES = sorted(osp.basename(p) for p in glob.glob(osp.join(ROOT, 'options', '*.yml')))
@@ -38,8 +38,7 @@ BASICSR_DATASET_KEYS = {
     'prefetch_mode', 'pin_memory'
 }
 # MetaSRModel's own train keys (init_training_settings).
-META_TRAIN_KEYS = {'mode', 'inner_lr', 'inner_steps', 'first_order', 'first_order_iters', 'loss_weight_decay',
-                   'meta_engine', 'grad_clip_norm'}
+META_TRAIN_KEYS = {key.name for key in META_TRAIN.keys}
 EXPECTED = {'mzsr_meta_bicubic_x2.yml', 'mzsr_meta_x4.yml', 'mzsr_meta_multiscale.yml', 'mzsr_test_x2.yml',
             'zssr_test_x2.yml', 'mzsr_meta_x2.yml', 'mzsr_pretrain_x2.yml'}
 
@@ -116,7 +115,7 @@ def test_option_file_names_registered_types_and_valid_settings(name, tmp_path, m
         return
     mode = opt['train'].get('mode', 'pretrain') if opt['is_train'] else None
     if opt['is_train']:
-        assert mode in TRAIN_MODES
+        assert mode in META_TRAIN.key('mode').check.values
     if mode == 'pretrain':
         assert opt['train']['pixel_opt']['type'] in LOSS_REGISTRY
     if mode == 'meta':
@@ -131,7 +130,7 @@ def test_option_file_names_registered_types_and_valid_settings(name, tmp_path, m
     adapt = (opt.get('val') or {}).get('adapt')
     if adapt is None:
         return
-    assert adapt.get('mode', 'mzsr') in ADAPT_MODES
+    assert adapt.get('mode', 'mzsr') in VAL_ADAPT.key('mode').check.values
     steps = adapt.get('steps', 0)
     assert isinstance(steps, int) and steps >= 0
     for dataset_opt in opt['datasets'].values():

@@ -18,6 +18,10 @@ class MZSRNet(nn.Module):
         num_feat (int): Features of the hidden convs. Default: 64.
         num_conv (int): Number of 3x3 convs (>= 2). Default: 8.
         scale (int): Upsampling factor. Default: 2.
+
+    Attributes:
+        inner_lrs (list[dict[str, float]] | None): Meta-learned test-time step sizes (one dict per step, by
+            parameter name) when the weights carry them; set by :func:`~mzsr_plugin.evaluation.load_mzsr_weights`.
     """
 
     def __init__(self, num_in_ch=3, num_out_ch=3, num_feat=64, num_conv=8, scale=2):
@@ -33,6 +37,7 @@ class MZSRNet(nn.Module):
         channels = [num_in_ch] + [num_feat] * (num_conv - 1) + [num_out_ch]
         self.convs = nn.ModuleList(nn.Conv2d(c_in, c_out, 3, 1, 1) for c_in, c_out in zip(channels, channels[1:]))
         self.relu = nn.ReLU()
+        self.inner_lrs = None
 
     def forward(self, x):
         """Super-resolves a batch.

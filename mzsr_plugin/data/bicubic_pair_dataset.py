@@ -7,6 +7,7 @@ from basicsr.data.data_util import paths_from_folder, paths_from_lmdb
 from basicsr.data.transforms import augment
 from basicsr.utils import FileClient, img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
+from mzsr_plugin.option_schema import BICUBIC_PAIR_DATASET, check_dataset
 from mzsr_plugin.utils.matlab_resize import imresize_pt
 from mzsr_plugin.utils.image_io import decode_image
 
@@ -31,6 +32,7 @@ class MZSRBicubicPairDataset(data.Dataset):
 
     def __init__(self, opt):
         super().__init__()
+        check_dataset(BICUBIC_PAIR_DATASET, opt)
         self.opt = opt
         self.io_backend_opt = dict(opt['io_backend'])
         self.file_client = None

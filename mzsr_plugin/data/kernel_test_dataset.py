@@ -23,8 +23,9 @@ from basicsr.data.transforms import mod_crop
 from basicsr.utils import FileClient, img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
 
+from mzsr_plugin.option_schema import KERNEL_TEST_DATASET, check_dataset
 from .degradations import add_noise, degrade_np
-from .kernels import DOWNSAMPLE_MODES, SPEC_KERNEL_SIZE, load_kernel, parse_kernel_spec, random_gaussian_kernel
+from .kernels import SPEC_KERNEL_SIZE, load_kernel, parse_kernel_spec, random_gaussian_kernel
 from mzsr_plugin.utils.image_io import decode_image
 from .meta_task_dataset import image_paths
 
@@ -79,12 +80,14 @@ class MZSRKernelTestDataset(data.Dataset):
 
     def __init__(self, opt):
         super().__init__()
+        check_dataset(KERNEL_TEST_DATASET, opt)
         self.opt = opt
         name = opt.get('name', 'MZSRKernelTestDataset')
         self.io_backend_opt = dict(opt['io_backend'])
         self.file_client = None
-        if opt.get('scale') is None or int(opt['scale']) != opt['scale'] or opt['scale'] < 1:
-            raise ValueError(f'{name}: option scale must be a positive integer, got {opt.get("scale")}')
+        if opt.get('scale') is None:
+            raise ValueError(f'{name}: option scale is missing (a positive integer; BasicSR sets it from the '
+                             'top-level scale)')
         self.scale = int(opt['scale'])
         self.from_lq = opt.get('dataroot_lq') is not None
         if not self.from_lq and opt.get('dataroot_gt') is None:
@@ -103,8 +106,6 @@ class MZSRKernelTestDataset(data.Dataset):
         self.has_gt = opt.get('dataroot_gt') is not None
 
         self.downsample = opt.get('downsample', 'direct')
-        if self.downsample not in DOWNSAMPLE_MODES:
-            raise ValueError(f'{name}: downsample must be one of {DOWNSAMPLE_MODES}, got "{self.downsample}"')
         sources = [key for key in ('kernel', 'kernel_file', 'kernel_dir') if opt.get(key) is not None]
         if len(sources) != 1:
             raise ValueError(f'{name}: set exactly one of kernel (spec or "random"), kernel_file, kernel_dir; '

@@ -69,31 +69,35 @@ def isotropic_gaussian_kernel(size, variance):
     return anisotropic_gaussian_kernel(size, 0.0, variance, variance)
 
 
-def random_gaussian_params(scale, rng=None, isotropic_prob=0.0):
+def random_gaussian_params(scale, rng=None, isotropic_prob=0.0, lambda_min=1.0):
     """Draws the parameters of a meta-training kernel as the official data generator.
 
     ``theta ~ U[0, pi)``, ``lambda_1 ~ U[1, 2.5 scale]``, ``lambda_2 ~ U[1, lambda_1]``; an isotropic kernel
-    (drawn with probability ``isotropic_prob``) has ``lambda_2 = lambda_1`` and ``theta = 0``.
+    (drawn with probability ``isotropic_prob``) has ``lambda_2 = lambda_1`` and ``theta = 0``. ``lambda_min`` below
+    1 widens both ranges to nearly unblurred inputs (g^d_0.2 has variance 0.2), which the official range misses.
 
     Args:
         scale (int): SR scale s.
         rng (np.random.Generator | None): Random generator. None uses NumPy's global functions, which BasicSR's
             ``worker_init_fn`` seeds per worker, so runs stay reproducible under ``manual_seed``.
         isotropic_prob (float): Probability of an isotropic kernel. Default: 0 (the official setting).
+        lambda_min (float): Smallest variance, in (0, 2.5 scale). Default: 1 (the official setting).
 
     Returns:
         tuple[float, float, float]: (theta, lambda_1, lambda_2).
     """
+    if not 0 < lambda_min < 2.5 * scale:
+        raise ValueError(f'lambda_min must be in (0, {2.5 * scale:g}) (2.5 x scale), got {lambda_min}')
     uniform = np.random.uniform if rng is None else rng.uniform
-    lambda_1 = float(uniform(1.0, 2.5 * scale))
+    lambda_1 = float(uniform(lambda_min, 2.5 * scale))
     if isotropic_prob > 0 and float(uniform(0.0, 1.0)) < isotropic_prob:
         return 0.0, lambda_1, lambda_1
     theta = float(uniform(0.0, math.pi))
-    lambda_2 = float(uniform(1.0, lambda_1))
+    lambda_2 = float(uniform(lambda_min, lambda_1))
     return theta, lambda_1, lambda_2
 
 
-def random_gaussian_kernel(scale, size=15, rng=None, isotropic_prob=0.0):
+def random_gaussian_kernel(scale, size=15, rng=None, isotropic_prob=0.0, lambda_min=1.0):
     """A random meta-training kernel (see :func:`random_gaussian_params`).
 
     Args:
@@ -101,11 +105,12 @@ def random_gaussian_kernel(scale, size=15, rng=None, isotropic_prob=0.0):
         size (int): Kernel size. Default: 15 (official meta-training).
         rng (np.random.Generator | None): Random generator; None uses NumPy's global functions.
         isotropic_prob (float): Probability of an isotropic kernel. Default: 0.
+        lambda_min (float): Smallest variance (see :func:`random_gaussian_params`). Default: 1.
 
     Returns:
         ndarray: float32 kernel of shape (size, size) that sums to 1.
     """
-    theta, lambda_1, lambda_2 = random_gaussian_params(scale, rng, isotropic_prob)
+    theta, lambda_1, lambda_2 = random_gaussian_params(scale, rng, isotropic_prob, lambda_min)
     return anisotropic_gaussian_kernel(size, theta, lambda_1, lambda_2)
 
 

@@ -22,9 +22,10 @@ from basicsr.data.transforms import augment
 from basicsr.utils import FileClient, img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
 
+from mzsr_plugin.option_schema import META_TASK_DATASET, check_dataset
 from mzsr_plugin.utils.image_io import decode_image
 from .degradations import degrade_pt
-from .kernels import DOWNSAMPLE_MODES, random_gaussian_kernel
+from .kernels import random_gaussian_kernel
 
 
 def crop_task_to_scale(lq, gt, scale, gt_size):
@@ -95,6 +96,7 @@ class MZSRMetaTaskDataset(data.Dataset):
         gt_size (int): HR patch size. Default: 64.
         num_support (int), num_query (int): Patches per task. Default: 8 and 8.
         kernel_size (int): Default: 15. isotropic_prob (float): Default: 0.
+        lambda_min (float): Smallest kernel variance drawn. Default: 1 (official); 0.2 also covers g^d_0.2.
         downsample (str): ``direct`` or ``bicubic``. Default: ``direct``.
         noise_level (float): Std of Gaussian noise on LR ([0, 1] scale); noisy LR is clipped to [0, 1]. Default: 0.
         round_lq (bool): Quantise LR to 8 bit as saved test inputs are. Default: False (the official generator
@@ -111,6 +113,7 @@ class MZSRMetaTaskDataset(data.Dataset):
 
     def __init__(self, opt):
         super().__init__()
+        check_dataset(META_TASK_DATASET, opt)
         self.opt = opt
         name = opt.get('name', 'MZSRMetaTaskDataset')
         self.io_backend_opt = dict(opt['io_backend'])
@@ -129,17 +132,11 @@ class MZSRMetaTaskDataset(data.Dataset):
         self.lq_pad_size = self.gt_size // self.scales[0]
         self.num_support = int(opt.get('num_support', 8))
         self.num_query = int(opt.get('num_query', 8))
-        if self.num_support < 1 or self.num_query < 1:
-            raise ValueError(f'{name}: num_support and num_query must be >= 1, got {self.num_support}, '
-                             f'{self.num_query}')
         self.kernel_size = int(opt.get('kernel_size', 15))
         self.isotropic_prob = float(opt.get('isotropic_prob', 0.0))
+        self.lambda_min = float(opt.get('lambda_min', 1.0))
         self.downsample = opt.get('downsample', 'direct')
-        if self.downsample not in DOWNSAMPLE_MODES:
-            raise ValueError(f'{name}: downsample must be one of {DOWNSAMPLE_MODES}, got "{self.downsample}"')
         self.noise_level = float(opt.get('noise_level', 0.0))
-        if self.noise_level < 0:
-            raise ValueError(f'{name}: noise_level must be >= 0, got {self.noise_level}')
         self.round_lq = bool(opt.get('round_lq', False))
 
     def _random_patch(self, index, size):
@@ -159,7 +156,8 @@ class MZSRMetaTaskDataset(data.Dataset):
             backend = dict(self.io_backend_opt)
             self.file_client = FileClient(backend.pop('type'), **backend)
         scale = self.scales[np.random.randint(len(self.scales))]
-        kernel = random_gaussian_kernel(scale, self.kernel_size, isotropic_prob=self.isotropic_prob)
+        kernel = random_gaussian_kernel(scale, self.kernel_size, isotropic_prob=self.isotropic_prob,
+                                        lambda_min=self.lambda_min)
         hr_size = (self.gt_size // scale) * scale
         num = self.num_support + self.num_query
         # The task's first patch comes from the indexed image so that every image is visited once per epoch.

@@ -49,20 +49,28 @@ def default_lr_preset(scale, downsample, multiscale=False):
     return 'direct_x4' if scale >= 4 else 'direct_x2'
 
 
-def resolve_adapt_lrs(lr, steps, scale, downsample, multiscale=False):
+def resolve_adapt_lrs(lr, steps, scale, downsample, multiscale=False, learned=None):
     """Turns ``val.adapt.lr`` (preset name, number, list or None) into one lr per step.
 
     Args:
-        lr (str | float | list[float] | None): None picks the official preset for the model kind.
+        lr (str | float | list[float] | None): ``'learned'`` takes ``learned``; None takes ``learned`` when the
+            weights have it, else the official preset for the model kind.
         steps (int): Number of adaptation steps.
         scale (int): SR scale.
         downsample (str): ``'direct'`` or ``'bicubic'``.
         multiscale (bool): Weights meta-trained on several scales.
+        learned (list[dict[str, float]] | None): Meta-learned per-step, per-tensor step sizes of the weights
+            (``net.inner_lrs`` of :func:`~mzsr_plugin.evaluation.load_mzsr_weights`); their last step repeats.
 
     Returns:
-        list[float]: ``steps`` learning rates.
+        list[float | dict[str, float]]: ``steps`` learning rates.
     """
-    if lr is None:
+    if lr == 'learned' and not learned:
+        raise ValueError("lr 'learned': these weights carry no learned step sizes (no inner_lrs in the .pth); use "
+                         f'a preset ({", ".join(sorted(ADAPT_LR_PRESETS))}) or a number')
+    if lr is None or lr == 'learned':
+        if learned:
+            return lr_schedule(learned, steps)
         lr = default_lr_preset(scale, downsample, multiscale)
     if isinstance(lr, str):
         if lr not in ADAPT_LR_PRESETS:
@@ -242,8 +250,8 @@ def super_resolve_image(net,
         kernel (Tensor): Its blur kernel, shape (k, k), on the same device.
         scale (int): SR scale.
         steps (int): Adaptation steps (0: the meta-learned weights as they are).
-        lrs (Sequence[float] | None): One learning rate per step; None: the official preset for ``scale`` and
-            ``downsample``.
+        lrs (Sequence[float | dict] | None): One learning rate per step; None: the weights' learned step sizes
+            (``net.inner_lrs``) if any, else the official preset for ``scale`` and ``downsample``.
         downsample (str): ``'direct'`` or ``'bicubic'``, how the LR was sub-sampled.
         self_ensemble (bool): Average the SR of the 8 flips/rotations.
         back_projection (int): Iterations of back-projection on the SR.
@@ -257,7 +265,9 @@ def super_resolve_image(net,
         (adaptation + SR), ``losses`` (L1 before each step) and ``adapted_on`` (shape of the father batch).
     """
     check_output_scale(net, scale, lr.shape[1])
-    lrs = resolve_adapt_lrs(None, steps, scale, downsample) if lrs is None else list(lrs)
+    if lrs is None:
+        lrs = resolve_adapt_lrs(None, steps, scale, downsample, learned=getattr(net, 'inner_lrs', None))
+    lrs = list(lrs)
     if len(lrs) != steps:
         raise ValueError(f'{len(lrs)} learning rates given for {steps} adaptation steps')
     start = time.perf_counter()

@@ -40,6 +40,27 @@ def multi_step_loss_weights(num_steps, iteration, decay=6e-5):
     return [non_final] * (num_steps - 1) + [final]
 
 
+def _learned_lr(inner_lr):
+    """``{'inner_lr': tensor}`` when the step sizes are a tensor that requires grad (learned), else ``{}``."""
+    return {'inner_lr': inner_lr} if torch.is_tensor(inner_lr) and inner_lr.requires_grad else {}
+
+
+def step_lr(inner_lr, step, params):
+    """The step size(s) of inner step ``step`` (0-based): a number, or a dict of per-tensor 0-dim tensors.
+
+    Args:
+        inner_lr (float | Tensor): As :func:`meta_gradients_loop` takes it.
+        step (int): Inner step.
+        params (dict[str, Tensor]): Parameters, whose order gives the columns of a tensor ``inner_lr``.
+
+    Returns:
+        float | dict[str, Tensor]: What :func:`~mzsr_plugin.models.inner_loop.sgd_step` takes as ``lr``.
+    """
+    if not torch.is_tensor(inner_lr):
+        return inner_lr
+    return {name: inner_lr[step, i] for i, name in enumerate(params)}
+
+
 def meta_gradients_loop(net, params, tasks, inner_lr, inner_steps, weights, second_order):
     """Meta-gradients task by task with ``torch.autograd``.
 
@@ -48,32 +69,37 @@ def meta_gradients_loop(net, params, tasks, inner_lr, inner_steps, weights, seco
         params (dict[str, Tensor]): Meta-parameters θ, requiring grad.
         tasks (tuple[Tensor, Tensor, Tensor, Tensor]): ``support_lq`` (T, S, C, h, w), ``support_gt``
             (T, S, C, H, W), ``query_lq`` (T, Q, C, h, w), ``query_gt`` (T, Q, C, H, W).
-        inner_lr (float): Inner SGD step size α.
+        inner_lr (float | Tensor): Inner SGD step size α, or per-step, per-tensor step sizes of shape
+            (inner_steps, len(params)) (columns in ``params`` order; MAML++'s LSLR). When that tensor requires grad,
+            its meta-gradient is returned too, under ``'inner_lr'``.
         inner_steps (int): Inner steps n.
         weights (Sequence[float]): n query-loss weights.
         second_order (bool): Differentiate through the inner gradients.
 
     Returns:
-        tuple[dict[str, Tensor], Tensor, Tensor, Tensor]: Gradients of the mean weighted query loss w.r.t. θ, the
+        tuple[dict[str, Tensor], Tensor, Tensor, Tensor]: Gradients of the mean weighted query loss w.r.t. θ (and
+        learned step sizes), the
         meta-loss (scalar), support losses before each step (n,) and query losses before adaptation and after
         each step (n + 1,), all averaged over tasks.
     """
     support_lq, support_gt, query_lq, query_gt = tasks
     num_tasks = support_lq.shape[0]
-    grads = {name: torch.zeros_like(p) for name, p in params.items()}
+    inputs = dict(params, **_learned_lr(inner_lr))
+    grads = {name: torch.zeros_like(p) for name, p in inputs.items()}
     meta_loss_sum = support_sum = query_sum = 0
     for t in range(num_tasks):
         with torch.no_grad():
             query_losses = [l1_loss(forward(net, params, query_lq[t]), query_gt[t])]
         support_losses, meta_loss, fast = [], 0, params
         for step in range(inner_steps):
-            fast, support_loss = sgd_step(net, fast, support_lq[t], support_gt[t], inner_lr, second_order)
+            fast, support_loss = sgd_step(net, fast, support_lq[t], support_gt[t], step_lr(inner_lr, step, params),
+                                          second_order)
             query_loss = l1_loss(forward(net, fast, query_lq[t]), query_gt[t])
             meta_loss = meta_loss + weights[step] * query_loss
             support_losses.append(support_loss.detach())
             query_losses.append(query_loss.detach())
-        task_grads = torch.autograd.grad(meta_loss / num_tasks, tuple(params.values()))
-        for name, g in zip(params, task_grads):
+        task_grads = torch.autograd.grad(meta_loss / num_tasks, tuple(inputs.values()))
+        for name, g in zip(inputs, task_grads):
             grads[name] += g
         meta_loss_sum += meta_loss.detach()
         support_sum = support_sum + torch.stack(support_losses)
@@ -93,7 +119,8 @@ def _task_meta_loss(net, inner_lr, weights, second_order, params, support_lq, su
         inner_grads, loss = grad_and_value(support_loss)(fast)
         if not second_order:
             inner_grads = {name: g.detach() for name, g in inner_grads.items()}
-        fast = {name: fast[name] - inner_lr * inner_grads[name] for name in fast}
+        lr = step_lr(inner_lr, step, params)
+        fast = {name: fast[name] - (lr[name] if isinstance(lr, dict) else lr) * inner_grads[name] for name in fast}
         query_loss = l1_loss(functional_call(net, fast, (query_lq, )), query_gt)
         meta_loss = meta_loss + weights[step] * query_loss
         support_losses.append(loss)
@@ -107,16 +134,18 @@ def meta_gradients_batched(net, params, tasks, inner_lr, inner_steps, weights, s
     Args and Returns: as :func:`meta_gradients_loop`.
     """
     weights = list(weights)[:inner_steps]
+    learned = _learned_lr(inner_lr)
 
-    def task_loss(p, *task):
-        return _task_meta_loss(net, inner_lr, weights, second_order, p, *task)
+    def task_loss(inputs, *task):
+        lr = inputs['inner_lr'] if learned else inner_lr
+        return _task_meta_loss(net, lr, weights, second_order, {k: v for k, v in inputs.items() if k in params}, *task)
 
-    def mean_meta_loss(p):
-        losses, (support_losses, query_losses) = vmap(task_loss, in_dims=(None, 0, 0, 0, 0))(p, *tasks)
+    def mean_meta_loss(inputs):
+        losses, (support_losses, query_losses) = vmap(task_loss, in_dims=(None, 0, 0, 0, 0))(inputs, *tasks)
         mean = losses.mean()
         return mean, (mean.detach(), support_losses.detach().mean(0), query_losses.detach().mean(0))
 
-    grads, (meta_loss, support_losses, query_losses) = grad(mean_meta_loss, has_aux=True)(params)
+    grads, (meta_loss, support_losses, query_losses) = grad(mean_meta_loss, has_aux=True)(dict(params, **learned))
     return grads, meta_loss, support_losses, query_losses
 
 

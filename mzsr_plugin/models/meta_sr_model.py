@@ -2,22 +2,20 @@ import mmengine.dist
 import numpy as np
 import time
 import torch
-from collections import OrderedDict
-from torch.nn.parallel import DistributedDataParallel
-
 from basicsr.metrics import calculate_metric
 from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger, tensor2img
 from basicsr.utils.registry import MODEL_REGISTRY
+from collections import OrderedDict
+from torch.nn.parallel import DistributedDataParallel
+
 from mzsr_plugin.data.meta_task_dataset import crop_task_to_scale
+from mzsr_plugin.option_schema import META_TRAIN, VAL_ADAPT, check_section
 from mzsr_plugin.zssr import ZSSR_DEFAULTS, zssr_super_resolve
 from .adaptation import (DEFAULT_CROP_BUDGET, DEFAULT_TILE, at_scale, check_output_scale, resolve_adapt_lrs,
                          super_resolve, super_resolve_image)
-from .inner_loop import detached_params
+from .inner_loop import LearnedInnerLR, detached_params, load_inner_lrs
 from .meta_learning import multi_step_loss_weights, select_meta_engine
-
-TRAIN_MODES = ('pretrain', 'meta')
-ADAPT_MODES = ('mzsr', 'zssr')
 
 
 @MODEL_REGISTRY.register()
@@ -33,17 +31,16 @@ class MetaSRModel(SRModel):
     """
 
     def __init__(self, opt):
+        if opt['is_train']:
+            check_section(META_TRAIN, opt.get('train'), 'train')
+        if opt.get('val') is not None:
+            check_section(VAL_ADAPT, opt['val'].get('adapt'))
         self.mode = opt['train'].get('mode', 'pretrain') if opt['is_train'] else 'test'
-        if opt['is_train'] and self.mode not in TRAIN_MODES:
-            raise ValueError(f'train.mode must be one of {TRAIN_MODES}, got {self.mode!r}')
         if self.mode == 'meta' and not opt['path'].get('pretrain_network_g'):
             raise ValueError('train.mode: meta starts from pretrained weights: set path.pretrain_network_g to a '
                              '.pth from the pretraining stage (or from scripts/convert_official_mzsr.py)')
         self.kernel = None
         super().__init__(opt)
-        # Checked at build time, not at the first validation, which may be hours into training.
-        if opt.get('val') is not None:
-            self._adapt_opt()
         check_output_scale(self.get_bare_model(self.net_g), opt['scale'], opt['network_g'].get('num_in_ch', 3))
 
     def model_to_device(self, net):
@@ -68,16 +65,50 @@ class MetaSRModel(SRModel):
         train_opt = self.opt['train']
         self.inner_lr = float(train_opt.get('inner_lr', 1e-2))
         self.inner_steps = int(train_opt.get('inner_steps', 5))
-        if self.inner_steps < 1:
-            raise ValueError(f'train.inner_steps must be >= 1, got {self.inner_steps}')
         self.first_order = bool(train_opt.get('first_order', False))
         self.first_order_iters = int(train_opt.get('first_order_iters', 0))
         self.loss_weight_decay = float(train_opt.get('loss_weight_decay', 6e-5))
         self.grad_clip_norm = train_opt.get('grad_clip_norm')
         self.meta_engine = select_meta_engine(train_opt.get('meta_engine', 'auto'), self.device)
         self.skipped_updates = 0
+        self.learned_inner_lr = None
+        if train_opt.get('learn_inner_lr', False):
+            net = self.get_bare_model(self.net_g)
+            names = [name for name, _ in net.named_parameters()]
+            self.learned_inner_lr = LearnedInnerLR(names, self.inner_steps, self.inner_lr).to(self.device)
+            start = self._pretrained_inner_lrs(names)
+            if start is not None:
+                self.learned_inner_lr.load_state_dict(start)
         self.setup_optimizers()
+        if self.learned_inner_lr is not None:
+            group_lr = float(train_opt.get('inner_lr_meta_lr', train_opt['optim_g'].get('lr', 1e-4)))
+            self.optimizer_g.add_param_group({'params': [self.learned_inner_lr.log_lr], 'lr': group_lr})
         self.setup_schedulers()
+
+    def _pretrained_inner_lrs(self, names):
+        """The ``inner_lrs`` of ``path.pretrain_network_g`` when it has them for ``inner_steps`` steps.
+
+        This also resumes them: BasicSR's resume points ``pretrain_network_g`` at the newest ``net_g_<iter>.pth``,
+        which :meth:`save` writes with the step sizes.
+        """
+        state = torch.load(self.opt['path']['pretrain_network_g'], map_location='cpu', weights_only=True)
+        if not isinstance(state, dict) or not state.get('inner_lrs'):
+            return None
+        load_inner_lrs(state, names)  # checks the shape against the network
+        log_lr = state['inner_lrs']['log_lr']
+        if log_lr.shape[0] != self.inner_steps:
+            get_root_logger().warning(f'path.pretrain_network_g has step sizes for {log_lr.shape[0]} inner steps, '
+                                      f'train.inner_steps is {self.inner_steps}: step sizes start at inner_lr')
+            return None
+        return {'log_lr': log_lr}
+
+    def save(self, epoch, current_iter):
+        if self.learned_inner_lr is None:
+            super().save(epoch, current_iter)
+            return
+        # The learned step sizes belong to the weights: a .pth without them would adapt with the wrong steps.
+        self.save_network([self.net_g, self.learned_inner_lr], 'net_g', current_iter, param_key=['params', 'inner_lrs'])
+        self.save_training_state(epoch, current_iter)
 
     def feed_data(self, data):
         if 'support_lq' in data:
@@ -121,15 +152,19 @@ class MetaSRModel(SRModel):
         net = self.get_bare_model(self.net_g)
         params = dict(net.named_parameters())
         weights = multi_step_loss_weights(self.inner_steps, current_iter - 1, self.loss_weight_decay)
+        learned = self.learned_inner_lr
+        # A leaf copy: the engines return its gradient, chained below to the log step sizes that Adam updates.
+        inner_lr = learned().detach().requires_grad_(True) if learned is not None else self.inner_lr
         second_order = not self.first_order and current_iter > self.first_order_iters
         num_tasks = len(self.task_scales)
         grads = {name: torch.zeros_like(p) for name, p in params.items()}
+        if learned is not None:
+            grads['inner_lr'] = torch.zeros_like(inner_lr)
         meta_loss, support_losses, query_losses = 0, 0, 0
         for scale, tasks in self._scale_groups():
             share = tasks[0].shape[0] / num_tasks
             with at_scale(net, scale):
-                g, m, s, q = self.meta_engine(net, params, tasks, self.inner_lr, self.inner_steps, weights,
-                                              second_order)
+                g, m, s, q = self.meta_engine(net, params, tasks, inner_lr, self.inner_steps, weights, second_order)
             for name in grads:
                 grads[name] += share * g[name]
             meta_loss, support_losses, query_losses = (meta_loss + share * m, support_losses + share * s,
@@ -139,9 +174,14 @@ class MetaSRModel(SRModel):
             for g in grads.values():
                 mmengine.dist.all_reduce(g, op='mean')
         self.optimizer_g.zero_grad(set_to_none=True)
+        if learned is not None:
+            learned.log_lr.grad = grads.pop('inner_lr') * inner_lr.detach()
         for name, p in params.items():
             p.grad = grads[name]
         grad_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads.values()]))
+        if learned is not None:
+            finite_lr = bool(torch.isfinite(learned.log_lr.grad).all())
+            grad_norm = grad_norm if finite_lr else grad_norm * float('nan')
         finite = bool(torch.isfinite(meta_loss)) and bool(torch.isfinite(grad_norm))
         if finite:
             if self.grad_clip_norm:
@@ -159,6 +199,8 @@ class MetaSRModel(SRModel):
             log[f'l_support_{step}'] = support_losses[step]
             log[f'l_query_{step + 1}'] = query_losses[step + 1]
         log['grad_norm'] = grad_norm.detach()
+        if learned is not None:
+            log['inner_lr_mean'] = inner_lr.detach().mean()
         log['w_final'] = torch.tensor(weights[-1], device=self.device)
         log['skipped_updates'] = torch.tensor(float(self.skipped_updates), device=self.device)
         self.log_dict = self.reduce_loss_dict(log)
@@ -166,14 +208,8 @@ class MetaSRModel(SRModel):
 
     # ---------------------------------------------------------------------------------------------- test time
     def _adapt_opt(self):
-        adapt_opt = dict((self.opt.get('val') or {}).get('adapt') or {})
-        steps = adapt_opt.get('steps', 0)
-        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
-            raise ValueError(f'val.adapt.steps must be a whole number >= 0, got {steps!r}')
-        mode = adapt_opt.get('mode', 'mzsr')
-        if mode not in ADAPT_MODES:
-            raise ValueError(f'val.adapt.mode must be one of {ADAPT_MODES}, got {mode!r}')
-        return adapt_opt
+        # Checked once more here: test() may run with options set after the model was built.
+        return dict(check_section(VAL_ADAPT, (self.opt.get('val') or {}).get('adapt')))
 
     def test(self):
         """SR of ``self.lq`` after adapting a copy of the weights to ``self.kernel`` (``val.adapt``).
@@ -205,7 +241,7 @@ class MetaSRModel(SRModel):
                 max_iters=int(adapt_opt.get('zssr_iters', ZSSR_DEFAULTS['max_iters'])), seed=adapt_opt.get('seed'))[0]
         else:
             lrs = resolve_adapt_lrs(adapt_opt.get('lr'), steps, self.image_scale, self.downsample,
-                                    adapt_opt.get('multiscale', False)) if steps else []
+                                    adapt_opt.get('multiscale', False), self._learned_step_sizes()) if steps else []
             log_psnr = bool(steps) and adapt_opt.get('log_psnr', True) and hasattr(self, 'gt')
             if log_psnr:
                 self.adapt_psnr.append(self._psnr_with(net, detached_params(net)))
@@ -222,6 +258,17 @@ class MetaSRModel(SRModel):
                 rng=np.random.default_rng(adapt_opt.get('seed')), on_step=on_step if log_psnr else None)[0]
         self.adapt_time = time.perf_counter() - start
         net.train(was_training)
+
+    def _learned_step_sizes(self):
+        """Step sizes being meta-learned, else those of the loaded weights (``path.pretrain_network_g``), or None."""
+        if getattr(self, 'learned_inner_lr', None) is not None:
+            return self.learned_inner_lr.as_dicts()
+        if not hasattr(self, '_loaded_inner_lrs'):
+            path = self.opt['path'].get('pretrain_network_g')
+            state = torch.load(path, map_location='cpu', weights_only=True) if path else None
+            names = [name for name, _ in self.get_bare_model(self.net_g).named_parameters()]
+            self._loaded_inner_lrs = load_inner_lrs(state, names) if state is not None else None
+        return self._loaded_inner_lrs
 
     def _psnr_with(self, net, params):
         with at_scale(net, self.image_scale):
