@@ -1,21 +1,25 @@
 #!/usr/bin/env python
-"""The recipe of the shipped weights: bicubic pretraining from scratch, meta-transfer, checkpoint selection.
+"""The weights campaign: train, compare recipes and report, resumable across machines and sessions.
 
-Each stage is a normal ``mzsr_plugin.train`` run of an option file (overridden here only in data paths, names
-and lengths), stopped after a wall-clock budget; checkpoints are written atomically, so stopping is safe and a
-rerun continues (``--auto_resume``). Every meta checkpoint is then scored by PSNR after 0/1/10 adaptation steps on
-held-out images with seeded random kernels, and the best one (PSNR after 10 steps) is copied to ``--out``.
+Subcommands (``--model`` is one of x2_direct, x2_bicubic, x4_direct, multiscale):
 
-Example (the GPU run of the model card)::
+- ``campaign``: continue the committed state of ``mzsr_plugin/weights/campaign/<model>/`` for ``--minutes``,
+  checkpointing atomically, evaluating on the held-out selection set and replacing the shipped weights only when
+  the selection score improves. A new campaign pretrains (stage 1) unless ``--init`` gives weights to start from.
+- ``compare``: run several recipes for a few minutes each from the same weights, side by side, and record the
+  held-out PSNR each reached per CPU-hour (``recipes.json``), without touching the shipped weights.
+- ``report``: regenerate the model card's campaign section and training curve from the history.
 
-    python scripts/train_weights.py --train-dir ../shared/data/train/BSDS400 --val-dir ../shared/data/train/HQ70 \\
-        --pretrain-minutes 3 --meta-minutes 4 --out mzsr_plugin/weights/mzsr_x2_direct.pth
+Examples::
+
+    python scripts/train_weights.py campaign --model x2_direct --minutes 150 --device cpu
+    python scripts/train_weights.py compare --model x2_direct --minutes 8 --parallel 2
+    python scripts/train_weights.py report --model x2_direct
 """
 import argparse
-import glob
 import json
 import os
-import re
+import shutil
 import subprocess
 import sys
 import time
@@ -23,114 +27,153 @@ import torch
 import yaml
 from os import path as osp
 
-from mzsr_plugin.data.kernel_test_dataset import MZSRKernelTestDataset
-from mzsr_plugin.evaluation import evaluate_adaptation, images_from_dataset, load_mzsr_weights, mean_psnr
+from mzsr_plugin.campaign import CAMPAIGN_KINDS, RECIPES, Campaign, campaign_dir, load_history
+from mzsr_plugin.campaign.report import FAMILIES, write_report
+from mzsr_plugin.campaign.runner import default_ship_path
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+SHARED_TRAIN = osp.join(ROOT, '..', 'shared', 'data', 'train')
+
+
+def add_common(parser):
+    parser.add_argument('--model', default='x2_direct', choices=sorted(CAMPAIGN_KINDS))
+    parser.add_argument('--train-dir', default=osp.join(SHARED_TRAIN, 'BSDS400'),
+                        help='HR training images: a folder, or a BasicSR .lmdb with --lmdb (e.g. DIV2K)')
+    parser.add_argument('--lmdb', action='store_true', help='--train-dir is a BasicSR LMDB')
+    parser.add_argument('--val-dir', default=osp.join(SHARED_TRAIN, 'HQ70'),
+                        help='held-out HR images of the selection set (never trained on)')
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--threads', type=int, help='torch CPU threads (default: torch\'s)')
+    parser.add_argument('--work-dir', default=osp.join(ROOT, 'experiments', 'campaign'),
+                        help='scratch folder (not committed)')
+    parser.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
+                        help='override an option (YAML value); prefix pretrain: or meta: for one stage, e.g. '
+                        'meta:datasets.train.num_support=8')
+
+
+def parse_overrides(items):
+    """``--set KEY=VALUE`` pairs as a dict of dotted keys to YAML-parsed values."""
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition('=')
+        if not sep or not key:
+            raise SystemExit(f'--set {item!r}: expected KEY=VALUE, e.g. meta:datasets.train.num_support=8')
+        overrides[key] = yaml.safe_load(value)
+    return overrides
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--pretrain-options', default=osp.join(ROOT, 'options', 'mzsr_pretrain_x2_local.yml'))
-    parser.add_argument('--meta-options', default=osp.join(ROOT, 'options', 'mzsr_meta_x2_local.yml'))
-    parser.add_argument('--train-dir', required=True, help='folder of HR training images')
-    parser.add_argument('--val-dir', required=True, help='folder of held-out HR images for checkpoint selection')
-    parser.add_argument('--val-images', type=int, default=6, help='how many held-out images to use')
-    parser.add_argument('--pretrain-minutes', type=float, default=3.0)
-    parser.add_argument('--meta-minutes', type=float, default=4.0)
-    parser.add_argument('--pretrained', help='skip stage 1 and start meta-transfer from these weights')
-    parser.add_argument('--workers', type=int, default=None, help='data loader workers per process')
-    parser.add_argument('--checkpoint-every', type=int, default=None,
-                        help='checkpoint interval (iterations) of both stages')
-    parser.add_argument('--meta-engine', choices=['auto', 'loop', 'batched'], help='override train.meta_engine')
-    parser.add_argument('--work-dir', default='.', help='where experiments/ and tb_logger/ are written')
-    parser.add_argument('--out', required=True, help='where the selected weights (.pth) are written')
-    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    sub = parser.add_subparsers(dest='command', required=True)
+    run = sub.add_parser('campaign', help='continue the campaign for a wall-clock budget')
+    add_common(run)
+    run.add_argument('--minutes', type=float, required=True, help='wall-clock budget of this segment')
+    run.add_argument('--recipe', choices=sorted(RECIPES), help='switch the campaign to this recipe')
+    run.add_argument('--init', help='a new campaign starts its meta stage from these weights (skips pretraining)')
+    run.add_argument('--pretrain-iters', type=int, default=20000, help='stage-1 length of a new campaign')
+    run.add_argument('--state-dir', help='state and history folder (default: the committed campaign folder)')
+    run.add_argument('--no-ship', action='store_true', help='never replace the shipped weights (trials)')
+    run.add_argument('--checkpoint-minutes', type=float, default=3.0)
+    run.add_argument('--eval-minutes', type=float, default=20.0)
+    run.add_argument('--max-iters', type=int, help='stop after this many iterations (smoke tests)')
+    compare = sub.add_parser('compare', help='short side-by-side runs of several recipes')
+    add_common(compare)
+    compare.add_argument('--recipes', default='official,lslr,lslr_wide,lslr_wide_first_order')
+    compare.add_argument('--minutes', type=float, default=8.0, help='budget per recipe')
+    compare.add_argument('--parallel', type=int, default=2, help='recipes run at once (one CPU thread each on CPU)')
+    compare.add_argument('--init', help='weights every recipe starts from (default: the shipped weights)')
+    report = sub.add_parser('report', help='model card section and training curve from the history')
+    report.add_argument('--model', default='x2_direct', choices=sorted(CAMPAIGN_KINDS))
     return parser.parse_args(argv)
 
 
-def stage_options(template, name, train_dir, total_iter, workers, checkpoint_every, pretrained=None,
-                  meta_engine=None):
-    with open(template) as f:
-        opt = yaml.safe_load(f)
-    opt['name'] = name
-    opt['num_gpu'] = 'auto'
-    opt['datasets'] = {'train': dict(opt['datasets']['train'], dataroot_gt=osp.abspath(train_dir))}
-    if workers is not None:
-        opt['datasets']['train']['num_worker_per_gpu'] = workers
-    opt.pop('val', None)  # checkpoints are scored afterwards, so training time goes to training
-    if total_iter:
-        opt['train']['total_iter'] = total_iter
-    if meta_engine:
-        opt['train']['meta_engine'] = meta_engine
-    if checkpoint_every:
-        opt['logger']['save_checkpoint_freq'] = checkpoint_every
-    if pretrained:
-        opt['path']['pretrain_network_g'] = osp.abspath(pretrained)
-    return opt
+def run_campaign(args):
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    campaign = Campaign(args.model, args.train_dir, args.val_dir, args.device, state_dir=args.state_dir,
+                        ship_to=None if args.no_ship else default_ship_path(args.model), recipe=args.recipe,
+                        init=args.init, pretrain_iters=args.pretrain_iters, lmdb=args.lmdb,
+                        overrides=parse_overrides(args.set), work_dir=args.work_dir,
+                        log=lambda line: print(line, flush=True))
+    campaign.run(args.minutes, args.checkpoint_minutes, args.eval_minutes, args.max_iters)
+    if args.state_dir is None:
+        write_report(args.model)
 
 
-def run_stage(opt, minutes, work_dir):
-    """Runs one training stage for at most ``minutes``; returns its checkpoints, oldest first."""
-    opt_file = osp.join(work_dir, f'{opt["name"]}.yml')
-    with open(opt_file, 'w') as f:
-        yaml.safe_dump(opt, f, sort_keys=False)
-    cmd = [sys.executable, '-m', 'mzsr_plugin.train', '-opt', opt_file, '--auto_resume']
-    print(f'[{opt["name"]}] {" ".join(cmd)}  (budget {minutes:.1f} min)', flush=True)
-    start = time.time()
-    try:
-        subprocess.run(cmd, cwd=work_dir, timeout=minutes * 60)
-    except subprocess.TimeoutExpired:
-        print(f'[{opt["name"]}] stopped after its budget ({time.time() - start:.0f} s)', flush=True)
-    models = glob.glob(osp.join(work_dir, 'experiments', opt['name'], 'models', 'net_g_*.pth'))
-    numbered = sorted((int(m), p) for p in models for m in re.findall(r'net_g_(\d+)\.pth$', p))
-    if not numbered:
-        print(f'[{opt["name"]}] produced no checkpoint; see its log under {work_dir}/experiments', flush=True)
-    return [p for _, p in numbered]
+def run_compare(args):
+    recipes = args.recipes.split(',')
+    unknown = sorted(set(recipes) - set(RECIPES))
+    if unknown:
+        raise SystemExit(f'--recipes: unknown {unknown}; known: {sorted(RECIPES)}')
+    init = args.init or default_ship_path(args.model)
+    trials = osp.join(args.work_dir, f'compare_{args.model}')
+    threads = max(1, (os.cpu_count() or 2) // args.parallel) if args.device == 'cpu' else None
+    pending, running, results = list(recipes), [], {}
+    while pending or running:
+        while pending and len(running) < args.parallel:
+            recipe = pending.pop(0)
+            state_dir = osp.join(trials, recipe)
+            shutil.rmtree(state_dir, ignore_errors=True)
+            cmd = [sys.executable, osp.abspath(__file__), 'campaign', '--model', args.model, '--minutes',
+                   str(args.minutes), '--recipe', recipe, '--init', init, '--state-dir', state_dir, '--no-ship',
+                   '--train-dir', args.train_dir, '--val-dir', args.val_dir, '--device', args.device,
+                   '--eval-minutes', str(args.minutes * 2), '--work-dir', osp.join(state_dir, 'work')]
+            if threads:
+                cmd += ['--threads', str(threads)]
+            if args.lmdb:
+                cmd.append('--lmdb')
+            for item in args.set:
+                cmd += ['--set', item]
+            os.makedirs(state_dir, exist_ok=True)
+            log = open(osp.join(state_dir, 'log.txt'), 'w')
+            print(f'[{recipe}] started', flush=True)
+            running.append((recipe, state_dir, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log))
+        time.sleep(5)
+        for item in list(running):
+            recipe, state_dir, proc, log = item
+            if proc.poll() is None:
+                continue
+            log.close()
+            running.remove(item)
+            history = load_history(state_dir)
+            if proc.returncode or len(history) < 2:
+                print(f'[{recipe}] failed (exit {proc.returncode}); see {osp.join(state_dir, "log.txt")}')
+                continue
+            start, end = history[0], history[-1]
+            results[recipe] = {
+                'overrides': RECIPES[recipe], 'meta_iters': end['meta_iter'], 'train_hours': end['train_hours'],
+                'machine': end['machine'], 'threads': threads, 'start': start['families'], 'end': end['families'],
+                'score_start': start['score'], 'score_end': end['score'],
+                'score_gain_per_hour': (end['score'] - start['score']) / max(end['train_hours'], 1e-9)
+            }
+            print(f'[{recipe}] {end["meta_iter"]} iterations, score {start["score"]:.3f} -> {end["score"]:.3f}',
+                  flush=True)
+    print_comparison(results)
+    out = osp.join(campaign_dir(args.model), 'recipes.json')
+    os.makedirs(osp.dirname(out), exist_ok=True)
+    with open(out, 'w') as f:
+        json.dump({'minutes_each': args.minutes, 'parallel': args.parallel, 'init': osp.relpath(init, ROOT),
+                   'results': results}, f, indent=1)
+    print(f'wrote {out}')
 
 
-def held_out_images(val_dir, count, scale=2, seed=100):
-    """Held-out images degraded with seeded random meta-training kernels (the same every run)."""
-    dataset = MZSRKernelTestDataset({'name': 'held_out', 'dataroot_gt': val_dir, 'io_backend': {'type': 'disk'},
-                                     'scale': scale, 'kernel': 'random', 'kernel_seed': seed, 'max_images': count})
-    return images_from_dataset(dataset)
+def print_comparison(results):
+    print(f'\n{"recipe":<24} {"iters":>6} {"hours":>6}  {"random 0/1/10":>20}  {"g_d_0.2 0/1/10":>20}  '
+          f'{"g_d_2.0 0/1/10":>20}  {"score":>7}  {"dB/h":>6}')
+    for recipe, r in results.items():
+        cells = ['/'.join(f'{r["end"][fam][s]:.2f}' for s in ('0', '1', '10')) for fam in FAMILIES]
+        print(f'{recipe:<24} {r["meta_iters"]:>6} {r["train_hours"]:>6.3f}  {cells[0]:>20}  {cells[1]:>20}  '
+              f'{cells[2]:>20}  {r["score_end"]:>7.3f}  {r["score_gain_per_hour"]:>6.2f}')
 
 
 def main(argv=None):
     args = parse_args(argv)
-    os.makedirs(args.work_dir, exist_ok=True)
-    started = time.time()
-    if args.pretrained:
-        pretrained = args.pretrained
+    if args.command == 'campaign':
+        run_campaign(args)
+    elif args.command == 'compare':
+        run_compare(args)
     else:
-        opt = stage_options(args.pretrain_options, 'weights_pretrain_x2', args.train_dir, None, args.workers,
-                            args.checkpoint_every)
-        checkpoints = run_stage(opt, args.pretrain_minutes, args.work_dir)
-        if not checkpoints:
-            raise RuntimeError('pretraining produced no checkpoint: give it more time or a smaller --checkpoint-every')
-        pretrained = checkpoints[-1]
-    opt = stage_options(args.meta_options, 'weights_meta_x2', args.train_dir, 10**7, args.workers,
-                        args.checkpoint_every, pretrained, args.meta_engine)
-    checkpoints = [pretrained] + run_stage(opt, args.meta_minutes, args.work_dir)
-    train_seconds = time.time() - started
-
-    images = held_out_images(args.val_dir, args.val_images)
-    scores = []
-    for path in checkpoints:
-        net = load_mzsr_weights(path, device=args.device)
-        psnr = mean_psnr(evaluate_adaptation(net, images, (0, 1, 10), device=args.device))
-        scores.append({'checkpoint': path, 'psnr': psnr})
-        print(f'{osp.basename(path):>20}: ' + '  '.join(f'{s:>2} steps {v:.3f}' for s, v in psnr.items()), flush=True)
-    best = max(scores[1:] or scores, key=lambda s: s['psnr'][10])
-    os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-    params = torch.load(best['checkpoint'], map_location='cpu', weights_only=True)['params']
-    torch.save({'params': params}, args.out)
-    summary = {'selected': best, 'scores': scores, 'train_seconds': train_seconds, 'device': args.device,
-               'cuda_device': torch.cuda.get_device_name() if args.device.startswith('cuda') else None,
-               'held_out': [i.name for i in images]}
-    with open(osp.splitext(args.out)[0] + '_selection.json', 'w') as f:
-        json.dump(summary, f, indent=1)
-    print(f'selected {best["checkpoint"]} -> {args.out}')
+        print(write_report(args.model))
 
 
 if __name__ == '__main__':

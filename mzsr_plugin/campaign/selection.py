@@ -1,0 +1,98 @@
+"""The campaign's fixed held-out selection set and its score.
+
+HQ70 images (never trained on) cropped at their centre, each degraded the official way (correlate, sub-sample,
+round to 8 bit) with one kernel: seeded random training-distribution kernels, plus the paper's g^d_0.2 and
+g^d_2.0 on other images. A net is scored by PSNR after 10 adaptation steps; the guard asks that no case ends below
+bicubic, so a net that breaks on nearly unblurred inputs is never shipped over one that does not.
+"""
+import cv2
+import glob
+import numpy as np
+from os import path as osp
+
+from mzsr_plugin.data.kernels import parse_kernel_spec, random_gaussian_kernel
+from mzsr_plugin.evaluation import bicubic_psnr, degraded_case, evaluate_adaptation
+
+SELECTION_STEPS = (0, 1, 10)
+# (family, kernel) per image, in sorted file order: 8 random kernels, 2 x g^d_0.2, 2 x g^d_2.0.
+SELECTION_PLAN = [('random', None)] * 8 + [('g_d_0.2', 'g_d_0.2')] * 2 + [('g_d_2.0', 'g_d_2.0')] * 2
+SELECTION_SEED = 100
+SELECTION_CROP = 256  # HR side of the centre crops: keeps an evaluation under a minute on 2 CPU cores
+
+
+def selection_cases(val_dir, scale=2, downsample='direct', crop=SELECTION_CROP):
+    """Builds the selection set (the same cases on every machine and run).
+
+    Args:
+        val_dir (str): Folder of held-out HR images (HQ70), at least ``len(SELECTION_PLAN)`` of them.
+        scale (int): Scale.
+        downsample (str): Sub-sampling of the random kernels' cases (the g^d cases are direct by definition).
+        crop (int): HR crop side (a multiple of ``scale``).
+
+    Returns:
+        list[tuple[str, DegradedImage]]: (family, case) pairs.
+    """
+    paths = sorted(glob.glob(osp.join(val_dir, '*.png')))
+    if len(paths) < len(SELECTION_PLAN):
+        raise FileNotFoundError(f'selection set: {val_dir} has {len(paths)} PNG images, the selection set needs '
+                                f'{len(SELECTION_PLAN)} (HQ70 from ../shared/data/train)')
+    cases = []
+    for index, (path, (family, spec)) in enumerate(zip(paths, SELECTION_PLAN)):
+        bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+        h, w = bgr.shape[:2]
+        side = min(crop, h, w) // scale * scale
+        top, left = (h - side) // 2, (w - side) // 2
+        rgb = np.ascontiguousarray(bgr[top:top + side, left:left + side, ::-1])
+        if spec is None:
+            kernel = random_gaussian_kernel(scale, 15, rng=np.random.default_rng((SELECTION_SEED, index)))
+            case_downsample = downsample
+        else:
+            parsed = parse_kernel_spec(spec)
+            kernel, case_downsample = parsed.kernel, parsed.downsample
+        name = f'{osp.splitext(osp.basename(path))[0]}[{family}]'
+        cases.append((family, degraded_case(name, rgb, kernel, scale, case_downsample)))
+    return cases
+
+
+def score_network(net, cases, device='cpu'):
+    """PSNR after 0/1/10 steps per case and per family, the selection score and the guard.
+
+    Args:
+        net (nn.Module): The network; ``net.inner_lrs`` (learned step sizes) are used when set.
+        cases (list[tuple[str, DegradedImage]]): From :func:`selection_cases`.
+        device (str | torch.device): Device.
+
+    Returns:
+        dict: ``families`` ({family: {steps: mean dB}}, plus ``bicubic``), ``cases`` ({name: {steps: dB,
+        'bicubic': dB}}), ``score`` (mean PSNR after 10 steps over all cases), ``guard`` (every case after 10
+        steps >= its bicubic PSNR) and ``below_bicubic`` (the names that fail it).
+    """
+    results = evaluate_adaptation(net, [case for _, case in cases], SELECTION_STEPS, device=device)
+    per_case, families = {}, {}
+    for (family, case), result in zip(cases, results):
+        entry = {str(s): result.psnr[s] for s in SELECTION_STEPS}
+        entry['bicubic'] = bicubic_psnr(case)
+        per_case[case.name] = entry
+        families.setdefault(family, []).append(entry)
+    family_means = {
+        family: {key: float(np.mean([e[key] for e in entries])) for key in entries[0]}
+        for family, entries in families.items()
+    }
+    below = [name for name, e in per_case.items() if e[str(SELECTION_STEPS[-1])] < e['bicubic']]
+    score = float(np.mean([e[str(SELECTION_STEPS[-1])] for e in per_case.values()]))
+    return {'families': family_means, 'cases': per_case, 'score': score, 'guard': not below, 'below_bicubic': below}
+
+
+def better(candidate, best):
+    """Whether a scored net should replace the best one: the guard first, then the score.
+
+    Args:
+        candidate (dict): ``{'guard': bool, 'score': float}``.
+        best (dict | None): The same for the shipped net, or None.
+
+    Returns:
+        bool
+    """
+    if best is None:
+        return True
+    return (candidate['guard'], candidate['score']) > (best['guard'], best['score'])

@@ -1,0 +1,159 @@
+"""The weights campaign: resumable segments, selection-set scoring, shipping only when better, reports, packaging.
+
+Runs on a tiny net and generated images (a few iterations each); the real campaign's numbers live in its committed
+history, which the model card is generated from.
+"""
+import json
+import os
+import pytest
+import subprocess
+import sys
+import torch
+import zipfile
+from os import path as osp
+
+from helpers import write_images
+from mzsr_plugin.archs.mzsr_arch import MZSRNet
+from mzsr_plugin.campaign import CAMPAIGN_KINDS, RECIPES, Campaign, load_history
+from mzsr_plugin.campaign import report as report_module
+from mzsr_plugin.campaign import runner as runner_module
+from mzsr_plugin.campaign.selection import SELECTION_PLAN, better, selection_cases
+from mzsr_plugin.evaluation import load_mzsr_weights
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+TINY = {'network_g.num_feat': 8, 'network_g.num_conv': 3, 'datasets.train.gt_size': 16,
+        'datasets.train.batch_size_per_gpu': 2, 'meta:datasets.train.num_support': 1,
+        'meta:datasets.train.num_query': 1, 'meta:datasets.train.kernel_size': 7}
+
+pytestmark = pytest.mark.usefixtures('one_thread')
+
+
+@pytest.fixture(scope='module')
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp('campaign')
+    write_images(str(root / 'train'), 4, 40, 40, seed=1)
+    write_images(str(root / 'val'), len(SELECTION_PLAN), 40, 40, seed=2)
+    torch.manual_seed(0)
+    torch.save({'params': MZSRNet(num_feat=8, num_conv=3).state_dict()}, root / 'init.pth')
+    return root
+
+
+def campaign(data, state_dir, **kwargs):
+    kwargs = dict(dict(init=str(data / 'init.pth'), recipe='lslr_wide', overrides=TINY, selection_crop=24,
+                       work_dir=str(state_dir / 'work'), log=lambda line: None), **kwargs)
+    return Campaign('x2_direct', str(data / 'train'), str(data / 'val'), 'cpu', state_dir=str(state_dir), **kwargs)
+
+
+def test_segments_resume_exactly_where_the_last_one_stopped(data, tmp_path):
+    straight = campaign(data, tmp_path / 'straight')
+    straight.run(10, max_iters=5)
+    first = campaign(data, tmp_path / 'split')
+    first.run(10, max_iters=3)
+    second = campaign(data, tmp_path / 'split')  # a new process would do the same: everything comes from state.pth
+    assert second.state['meta_iter'] == 3
+    second.run(10, max_iters=2)
+    assert second.state['meta_iter'] == straight.state['meta_iter'] == 5
+    for key, value in straight.state['params'].items():
+        torch.testing.assert_close(second.state['params'][key], value, rtol=0, atol=0)
+    torch.testing.assert_close(second.state['inner_lrs']['log_lr'], straight.state['inner_lrs']['log_lr'],
+                               rtol=0, atol=0)
+    history = load_history(str(tmp_path / 'split'))
+    assert [e['meta_iter'] for e in history] == [0, 3, 5]
+    assert [len(s) for s in (history[-1]['cases'], history[-1]['families'])] == [len(SELECTION_PLAN), 3]
+    assert second.state['segments'][-1]['meta_iters'] == 2
+    assert all(e['recipe'] == 'lslr_wide' and e['machine'].startswith('CPU') for e in history)
+
+
+def test_ships_only_when_the_selection_score_improves(data, tmp_path, monkeypatch):
+    scores = iter([(False, 30.0), (True, 29.0), (True, 28.0), (True, 29.5), (False, 40.0)])
+
+    def fake_score(net, cases, device='cpu'):
+        guard, score = next(scores)
+        return {'families': {'random': {'0': score, '1': score, '10': score, 'bicubic': 20.0}}, 'cases': {},
+                'score': score, 'guard': guard, 'below_bicubic': [] if guard else ['x']}
+
+    monkeypatch.setattr(runner_module, 'score_network', fake_score)
+    ship = tmp_path / 'shipped.pth'
+    run = campaign(data, tmp_path / 'state', ship_to=str(ship))
+    run.run(10, max_iters=1)  # evaluations: start (30, guard fails) -> shipped; end (29, guard passes) -> shipped
+    for _ in range(3):  # 28 (worse), 29.5 (better), 40 without the guard (refused)
+        run.run(10, max_iters=1)
+    history = load_history(str(tmp_path / 'state'))
+    assert [e['shipped'] for e in history] == [True, True, False, True, False]
+    assert run.state['best'] == {'score': 29.5, 'guard': True, 'meta_iter': 3}
+    shipped = torch.load(ship, weights_only=True)
+    assert set(shipped) == {'params', 'inner_lrs'} and shipped['inner_lrs']['log_lr'].shape == (5, 6)
+    assert load_mzsr_weights(str(ship)).inner_lrs is not None
+    assert better({'guard': True, 'score': 1.0}, {'guard': False, 'score': 9.0})
+
+
+def test_pretraining_then_meta_transfer_in_one_campaign(data, tmp_path):
+    run = campaign(data, tmp_path / 'state', init=None, pretrain_iters=2)
+    assert run.state['stage'] == 'pretrain'
+    run.run(10, max_iters=4)
+    assert (run.state['stage'], run.state['pretrain_iter'], run.state['meta_iter']) == ('meta', 2, 2)
+    history = load_history(str(tmp_path / 'state'))
+    assert history[0]['stage'] == 'pretrain' and history[-1]['stage'] == 'meta'
+
+
+def test_selection_set_is_fixed_and_covers_the_three_kernel_families(data):
+    first, again = selection_cases(str(data / 'val'), crop=24), selection_cases(str(data / 'val'), crop=24)
+    assert [f for f, _ in first] == ['random'] * 8 + ['g_d_0.2'] * 2 + ['g_d_2.0'] * 2
+    assert all(torch.equal(a.lr, b.lr) and torch.equal(a.kernel, b.kernel) for (_, a), (_, b) in zip(first, again))
+    assert first[0][1].lr.shape == (1, 3, 12, 12)
+    assert len({float(c.kernel.max()) for f, c in first if f == 'random'}) == 8  # a different kernel per image
+    with pytest.raises(FileNotFoundError, match='the selection set needs 12'):
+        selection_cases(str(data / 'train'))
+
+
+def test_bad_campaign_arguments_are_named(data, tmp_path):
+    with pytest.raises(ValueError, match=r"--model 'x3': expected one of \['multiscale', 'x2_bicubic'"):
+        Campaign('x3', str(data / 'train'), str(data / 'val'))
+    with pytest.raises(ValueError, match="--recipe 'fast': expected one of"):
+        campaign(data, tmp_path, recipe='fast')
+    with pytest.raises(FileNotFoundError, match='training images: .*nowhere does not exist'):
+        Campaign('x2_direct', str(tmp_path / 'nowhere'), str(data / 'val'))
+    with pytest.raises(ValueError, match=r"--set final:train.inner_lr: a stage prefix must be one of \('pretrain', "):
+        campaign(data, tmp_path / 'prefix', overrides={'final:train.inner_lr': 1})
+    bad = campaign(data, tmp_path / 'typo', overrides=dict(TINY, **{'meta:train.inner_step': 3}))
+    with pytest.raises(ValueError, match="train: unknown key 'inner_step' \\(did you mean 'inner_steps'\\?\\)"):
+        bad.run(10, max_iters=1)
+
+
+def test_report_is_generated_from_the_history(data, tmp_path, monkeypatch):
+    state = tmp_path / 'x2_direct'
+    campaign(data, state, ship_to=str(tmp_path / 'w.pth')).run(10, max_iters=2)
+    monkeypatch.setattr(report_module, 'campaign_dir', lambda kind: str(state))
+    with open(state / 'recipes.json', 'w') as f:
+        history = load_history(str(state))
+        json.dump({'minutes_each': 1, 'parallel': 2, 'init': 'init.pth', 'results': {'lslr_wide': {
+            'overrides': RECIPES['lslr_wide'], 'meta_iters': 2, 'train_hours': 0.001, 'start': history[0]['families'],
+            'end': history[-1]['families'], 'score_start': history[0]['score'], 'score_end': history[-1]['score'],
+            'score_gain_per_hour': 1.0}}}, f)
+    card = tmp_path / 'CARD.md'
+    card.write_text('# card\n\nhand-written part\n')
+    report_module.write_report('x2_direct', card=str(card))
+    report_module.write_report('x2_direct', card=str(card))  # idempotent: the section is replaced, not appended
+    text = card.read_text()
+    assert text.count('<!-- campaign:x2_direct -->') == 1 and 'hand-written part' in text
+    last = history[-1]
+    assert f'| {last["meta_iter"]} | {last["train_hours"]:.2f} |' in text
+    assert f'{last["families"]["random"]["10"]:.2f}' in text and '| lslr_wide |' in text
+    assert osp.getsize(state / 'curve.png') > 10000
+
+
+def test_committed_campaign_state_stays_out_of_the_wheel(tmp_path):
+    run = subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '-q', '-w',
+                          str(tmp_path), ROOT], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    wheel = next(p for p in os.listdir(tmp_path) if p.endswith('.whl'))
+    names = zipfile.ZipFile(tmp_path / wheel).namelist()
+    assert 'mzsr_plugin/weights/mzsr_x2_direct.pth' in names
+    assert 'mzsr_plugin/campaign/runner.py' in names
+    assert not [n for n in names if n.startswith('mzsr_plugin/weights/campaign/')]
+
+
+def test_every_kind_names_existing_option_files():
+    for kind in CAMPAIGN_KINDS.values():
+        for name in (kind.pretrain_options, kind.meta_options):
+            assert osp.isfile(osp.join(ROOT, 'options', name)), name
