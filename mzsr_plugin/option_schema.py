@@ -8,7 +8,7 @@ of the wrong type or out of range is an error saying what was expected and what 
 itself reads in the same section pass. README's option tables are :func:`markdown_table` of these schemas (a test
 keeps them equal), so a key cannot be added without its check and its documentation line.
 
-``python -m mzsr_plugin.option_schema`` prints all tables.
+``python scripts/option_tables.py`` prints all tables.
 """
 import difflib
 import math
@@ -209,6 +209,11 @@ META_TRAIN = Section('train (MetaSRModel)', (
         'auto: batched on GPU, loop on CPU'),
     Key('grad_clip_norm', Number(low=0, low_open=True, allow_none=True), None, 'clip the meta-gradient to this '
         'L2 norm (~: no clipping)'),
+    Key('cuda_graph', Choice(False, True, 'auto'), False, 'replay the whole meta-update as a CUDA graph (one CUDA '
+        'process, one task scale; elsewhere the eager engine runs); off until verified on a GPU'),
+    Key('tf32', AnyOf(Bool(), Choice(None), expected='true, false or ~'), None, 'TF32 in CUDA matmuls and '
+        'convolutions, both set to this (~: PyTorch\'s defaults, TF32 convolutions but not matmuls)'),
+    Key('channels_last', Bool(), False, 'pretraining on CUDA in channels-last memory format'),
 ), BASICSR_TRAIN_KEYS)
 
 BASICSR_DATASET_KEYS = frozenset({
@@ -341,7 +346,3 @@ def markdown_table(section):
     lines = [f'**`{section.title}`**', '', '| key | expected | default | meaning |', '|---|---|---|---|']
     lines += [f'| `{k.name}` | {k.check.expected} | {default(k.default)} | {k.doc} |' for k in section.keys]
     return '\n'.join(lines)
-
-
-if __name__ == '__main__':
-    print('\n\n'.join(markdown_table(s) for s in SECTIONS))

@@ -25,7 +25,8 @@ from mzsr_plugin.data.kernel_test_dataset import MZSRKernelTestDataset
 from mzsr_plugin.demo import DEFAULT_WEIGHTS, DEMO_IMAGES, DEMO_KERNEL, skimage_case
 from mzsr_plugin.evaluation import evaluate_adaptation, images_from_dataset, load_mzsr_weights
 from mzsr_plugin.metrics.official_metric import calculate_mzsr_psnr
-from mzsr_plugin.models.adaptation import make_son
+from mzsr_plugin.models.adaptation import at_scale, make_son, resolve_adapt_lrs
+from mzsr_plugin.models.cuda_graphs import GraphedAdaptation
 from mzsr_plugin.models.inner_loop import detached_params, sgd_step
 from mzsr_plugin.utils.matlab_resize import imresize_pt
 from mzsr_plugin.zssr import zssr_super_resolve
@@ -42,6 +43,31 @@ def set5_g20(official_dir):
         'dataroot_gt': osp.join(official_dir, 'GT', 'Set5'), 'gt_filename_tmpl': '{}_GT',
         'kernel_file': osp.join(official_dir, 'Input', 'g20', 'kernel.mat')})
     return images_from_dataset(dataset)
+
+
+def graphed_rows(net, cases, device, repeats=5):
+    """CUDA-graph adaptation per image: ms of MZSR(1) and MZSR(10) (steady-state replay and first call) and PSNR."""
+    rows = []
+    for _, image in cases:
+        lr, kernel = image.lr.to(device), image.kernel.to(device)
+        son = make_son(lr, kernel, image.scale, image.downsample)
+        row = {'name': image.name}
+        with at_scale(net, image.scale):
+            for steps in (1, 10):
+                lrs = resolve_adapt_lrs(None, steps, image.scale, image.downsample, learned=net.inner_lrs)
+                graphed = GraphedAdaptation(net, steps)
+                start = time.perf_counter()
+                sr, _ = graphed(son, lr, lr, lrs)
+                sync(device)
+                first = time.perf_counter() - start
+                start = time.perf_counter()
+                for _ in range(repeats):
+                    sr, _ = graphed(son, lr, lr, lrs)
+                sync(device)
+                row[steps] = ((time.perf_counter() - start) / repeats, first,
+                              calculate_mzsr_psnr(tensor2img(sr), image.gt, crop_border=image.scale))
+        rows.append(row)
+    return rows
 
 
 def bicubic_row(image, device):
@@ -132,6 +158,15 @@ def main():
                       f'  (mean {np.mean(ratios):.0f}x)')
 
     net = load_mzsr_weights(next(iter(weights.values())), 2, args.device)
+    graphed = graphed_rows(net, cases, args.device) if torch.device(args.device).type == 'cuda' else []
+    if graphed:
+        label = next(iter(weights))
+        print(f'\nCUDA graphs, {label}: ms per image (replay; first call with capture in brackets), PSNR dB')
+        for row in graphed:
+            eager = rows[next((g, n) for g, n in rows if n == row['name'])]
+            print(f'{row["name"][:16]:<16} ' + '  '.join(
+                f'MZSR({s}) {row[s][0] * 1e3:6.1f} ms [{row[s][1] * 1e3:6.0f}] {row[s][2]:.2f} dB '
+                f'(eager {eager[f"{label} ({s})"][1] * 1e3:6.1f} ms)' for s in (1, 10)))
     gflops, seconds = step_gflops(net, cases[0][1], args.device)
     peak = matmul_gflops(args.device, 8192 if torch.device(args.device).type == 'cuda' else 2048, iters=5)
     print(f'\none adaptation step on {cases[0][1].name}: {seconds * 1e3:.1f} ms, {gflops:.1f} GFLOP/s = '
@@ -140,6 +175,7 @@ def main():
         os.makedirs(osp.dirname(osp.abspath(args.json)), exist_ok=True)
         with open(args.json, 'w') as f:
             json.dump({'device': device_name, 'rows': {f'{g}/{n}': r for (g, n), r in rows.items()},
+                       'graphed': [{k if k == 'name' else str(k): v for k, v in r.items()} for r in graphed],
                        'step_gflops': gflops, 'matmul_gflops': peak}, f, indent=1)
 
 

@@ -7,6 +7,9 @@ Sizes default to the official ones: 5 tasks x 8 support + 8 query HR patches of 
 - ``reference``: a plain per-task Python loop written here (``F.conv2d`` on a list of weights, ``autograd.grad``),
   the way one would write MAML without the plugin;
 - ``loop`` and ``batched``: the plugin's two engines (task by task, and all tasks through ``torch.func.vmap``),
+- on CUDA, ``graphed``: the whole meta-update (batched engine and Adam step) replayed as one CUDA graph
+  (:class:`~mzsr_plugin.models.cuda_graphs.GraphedMetaUpdate`), and ``batched TF32``, with the relative difference
+  of its meta-gradient from float32 on the same tasks,
 
 each second order and first order. Achieved GFLOP/s use the FLOPs that ``torch.utils.flop_counter`` counts for one
 iteration (convolutions and their first and second derivatives), beside a large matmul's GFLOP/s on the same device.
@@ -20,6 +23,7 @@ from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from mzsr_plugin.archs.mzsr_arch import MZSRNet
+from mzsr_plugin.models.cuda_graphs import GraphedMetaUpdate
 from mzsr_plugin.models.meta_learning import meta_gradients_batched, meta_gradients_loop, multi_step_loss_weights
 from mzsr_plugin.utils.matlab_resize import imresize_pt
 
@@ -75,6 +79,29 @@ def matmul_gflops(device, size, iters=10):
     return 2 * size**3 / seconds / 1e9
 
 
+def graphed_step(net, tasks, steps, loss_weights, second_order):
+    """A replayable whole meta-update on a copy of ``net`` (Adam at lr 0, so every replay sees the same weights)."""
+    copy = MZSRNet().to(next(net.parameters()).device)
+    copy.load_state_dict(net.state_dict())
+    optimizer = torch.optim.Adam(copy.parameters(), lr=0.0, capturable=True)
+    update = GraphedMetaUpdate(copy, optimizer, meta_gradients_batched, steps)
+    return lambda: update.step(tasks, loss_weights, 1e-2, second_order)
+
+
+def with_tf32(fn, enabled):
+    """Runs ``fn`` with TF32 matmuls and convolutions on or off, restoring the previous flags."""
+
+    def run():
+        flags = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
+        try:
+            return fn()
+        finally:
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
+
+    return run
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
@@ -95,14 +122,23 @@ def main():
         torch.rand(args.tasks, args.shots, 3, size, size, device=device)
         for size in (lq, args.patch, lq, args.patch))
     loss_weights = multi_step_loss_weights(args.steps, 0)
-    variants = {}
+    variants, flops_of = {}, {}
     for order, second in (('2nd', True), ('1st', False)):
+
+        def batched(second=second):
+            return meta_gradients_batched(net, params, tasks, 1e-2, args.steps, loss_weights, second)
+
         variants[f'reference ({order} order)'] = (
             lambda second=second: reference_meta_step(weights, tasks, 1e-2, args.steps, loss_weights, second))
         variants[f'loop ({order} order)'] = (
             lambda second=second: meta_gradients_loop(net, params, tasks, 1e-2, args.steps, loss_weights, second))
-        variants[f'batched ({order} order)'] = (
-            lambda second=second: meta_gradients_batched(net, params, tasks, 1e-2, args.steps, loss_weights, second))
+        variants[f'batched ({order} order)'] = with_tf32(batched, False)
+        if device.type == 'cuda':
+            variants[f'batched TF32 ({order})'] = with_tf32(batched, True)
+            variants[f'graphed ({order} order)'] = with_tf32(
+                graphed_step(net, tasks, args.steps, loss_weights, second), False)
+            # Kernels replayed from a graph are invisible to the FLOP counter: count its eager twin.
+            flops_of[f'graphed ({order} order)'] = variants[f'batched ({order} order)']
 
     matmul = matmul_gflops(device, args.matmul_size or (8192 if device.type == 'cuda' else 2048))
     print(f'device: {torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"}, '
@@ -114,7 +150,7 @@ def main():
     reference = {}
     for name, fn in variants.items():
         try:
-            flops = count_flops(fn)
+            flops = count_flops(flops_of.get(name, fn))
             seconds = time_it(fn, device, args.iters)
         except RuntimeError as error:  # e.g. out of memory: report the row instead of losing the table
             print(f'{name:<22} {"failed":>8}  {str(error).splitlines()[0][:60]}', flush=True)
@@ -124,6 +160,15 @@ def main():
         gflops = flops / seconds / 1e9
         print(f'{name:<22} {seconds:>8.3f} {gflops:>8.1f} {100 * gflops / matmul:>8.1f}% '
               f'{reference[order] / seconds:>12.2f}x', flush=True)
+    if device.type == 'cuda':
+        fp32 = with_tf32(lambda: meta_gradients_batched(net, params, tasks, 1e-2, args.steps, loss_weights, True),
+                         False)()[0]
+        tf32 = with_tf32(lambda: meta_gradients_batched(net, params, tasks, 1e-2, args.steps, loss_weights, True),
+                         True)()[0]
+        difference = torch.linalg.vector_norm(torch.cat([(tf32[k] - fp32[k]).flatten() for k in fp32]))
+        norm = torch.linalg.vector_norm(torch.cat([fp32[k].flatten() for k in fp32]))
+        print(f'\nprecision: TF32 second-order meta-gradient differs from float32 by {float(difference / norm):.2e} '
+              '(relative L2, same tasks)')
 
 
 if __name__ == '__main__':

@@ -235,7 +235,7 @@ def test_readme_option_tables_are_the_schemas():
         readme = f.read()
     for section in SECTIONS:
         assert markdown_table(section) in readme, (
-            f'README lacks the current table of {section.title}: paste `python -m mzsr_plugin.option_schema`')
+            f'README lacks the current table of {section.title}: paste `python scripts/option_tables.py`')
 
 
 def test_schema_defaults_and_choices_match_the_readers():

@@ -49,14 +49,14 @@ def step_lr(inner_lr, step, params):
     """The step size(s) of inner step ``step`` (0-based): a number, or a dict of per-tensor 0-dim tensors.
 
     Args:
-        inner_lr (float | Tensor): As :func:`meta_gradients_loop` takes it.
+        inner_lr (float | Tensor): As :func:`meta_gradients_loop` takes it (a 0-dim tensor is one step size).
         step (int): Inner step.
         params (dict[str, Tensor]): Parameters, whose order gives the columns of a tensor ``inner_lr``.
 
     Returns:
         float | dict[str, Tensor]: What :func:`~mzsr_plugin.models.inner_loop.sgd_step` takes as ``lr``.
     """
-    if not torch.is_tensor(inner_lr):
+    if not torch.is_tensor(inner_lr) or inner_lr.ndim == 0:
         return inner_lr
     return {name: inner_lr[step, i] for i, name in enumerate(params)}
 
@@ -69,9 +69,9 @@ def meta_gradients_loop(net, params, tasks, inner_lr, inner_steps, weights, seco
         params (dict[str, Tensor]): Meta-parameters θ, requiring grad.
         tasks (tuple[Tensor, Tensor, Tensor, Tensor]): ``support_lq`` (T, S, C, h, w), ``support_gt``
             (T, S, C, H, W), ``query_lq`` (T, Q, C, h, w), ``query_gt`` (T, Q, C, H, W).
-        inner_lr (float | Tensor): Inner SGD step size α, or per-step, per-tensor step sizes of shape
-            (inner_steps, len(params)) (columns in ``params`` order; MAML++'s LSLR). When that tensor requires grad,
-            its meta-gradient is returned too, under ``'inner_lr'``.
+        inner_lr (float | Tensor): Inner SGD step size α (a number or 0-dim tensor), or per-step, per-tensor step
+            sizes of shape (inner_steps, len(params)) (columns in ``params`` order; MAML++'s LSLR). When that
+            tensor requires grad, its meta-gradient is returned too, under ``'inner_lr'``.
         inner_steps (int): Inner steps n.
         weights (Sequence[float]): n query-loss weights.
         second_order (bool): Differentiate through the inner gradients.

@@ -14,6 +14,7 @@ from mzsr_plugin.option_schema import META_TRAIN, VAL_ADAPT, check_section
 from mzsr_plugin.zssr import ZSSR_DEFAULTS, zssr_super_resolve
 from .adaptation import (DEFAULT_CROP_BUDGET, DEFAULT_TILE, at_scale, check_output_scale, resolve_adapt_lrs,
                          super_resolve, super_resolve_image)
+from .cuda_graphs import GraphedMetaUpdate, graphs_available
 from .inner_loop import LearnedInnerLR, detached_params, load_inner_lrs
 from .meta_learning import multi_step_loss_weights, select_meta_engine
 
@@ -40,8 +41,14 @@ class MetaSRModel(SRModel):
             raise ValueError('train.mode: meta starts from pretrained weights: set path.pretrain_network_g to a '
                              '.pth from the pretraining stage (or from scripts/convert_official_mzsr.py)')
         self.kernel = None
+        tf32 = opt['train'].get('tf32') if opt['is_train'] else None
+        if tf32 is not None:
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
         super().__init__(opt)
         check_output_scale(self.get_bare_model(self.net_g), opt['scale'], opt['network_g'].get('num_in_ch', 3))
+
+    def _channels_last(self):
+        return self.mode == 'pretrain' and self.device.type == 'cuda' and self.opt['train'].get('channels_last', False)
 
     def model_to_device(self, net):
         """Moves the net; wraps it in DDP only for distributed pretraining.
@@ -50,6 +57,8 @@ class MetaSRModel(SRModel):
         no device ids, which BasicSR's version always passes.
         """
         net = net.to(self.device)
+        if self._channels_last():
+            net = net.to(memory_format=torch.channels_last)
         if self.opt['dist'] and self.mode == 'pretrain':
             device_ids = [torch.cuda.current_device()] if self.device.type == 'cuda' else None
             net = DistributedDataParallel(
@@ -79,11 +88,21 @@ class MetaSRModel(SRModel):
             start = self._pretrained_inner_lrs(names)
             if start is not None:
                 self.learned_inner_lr.load_state_dict(start)
+        cuda_graph = train_opt.get('cuda_graph', False)
+        graphed = bool(cuda_graph) and graphs_available(self.device) and not self.opt['dist']
+        if cuda_graph is True and not graphed:
+            get_root_logger().warning('train.cuda_graph: true needs one CUDA process (this run: '
+                                      f'{self.device}, dist {self.opt["dist"]}): the eager engine runs instead')
+        if graphed:
+            train_opt['optim_g'] = dict(train_opt['optim_g'], capturable=True)
         self.setup_optimizers()
         if self.learned_inner_lr is not None:
             group_lr = float(train_opt.get('inner_lr_meta_lr', train_opt['optim_g'].get('lr', 1e-4)))
             self.optimizer_g.add_param_group({'params': [self.learned_inner_lr.log_lr], 'lr': group_lr})
         self.setup_schedulers()
+        self.graphed_update = GraphedMetaUpdate(
+            self.get_bare_model(self.net_g), self.optimizer_g, self.meta_engine, self.inner_steps,
+            self.learned_inner_lr, self.grad_clip_norm) if graphed else None
 
     def _pretrained_inner_lrs(self, names):
         """The ``inner_lrs`` of ``path.pretrain_network_g`` when it has them for ``inner_steps`` steps.
@@ -118,6 +137,8 @@ class MetaSRModel(SRModel):
             self.task_gt_size = int(data['support_gt'].shape[-1])
             return
         super().feed_data(data)
+        if self._channels_last():
+            self.lq = self.lq.contiguous(memory_format=torch.channels_last)
         self.kernel = data['kernel'].to(self.device) if 'kernel' in data else None
         self.downsample = data['downsample'][0] if 'downsample' in data else 'direct'
         self.image_scale = int(data['scale'][0]) if 'scale' in data else self.opt['scale']
@@ -150,18 +171,49 @@ class MetaSRModel(SRModel):
     def optimize_meta(self, current_iter):
         """One meta-update: meta-gradients over the task batch, all-reduced, checked, applied by the optimizer."""
         net = self.get_bare_model(self.net_g)
-        params = dict(net.named_parameters())
         weights = multi_step_loss_weights(self.inner_steps, current_iter - 1, self.loss_weight_decay)
+        second_order = not self.first_order and current_iter > self.first_order_iters
+        groups = self._scale_groups()
+        learned = self.learned_inner_lr
+        if self.graphed_update is not None and len(groups) == 1:
+            scale, tasks = groups[0]
+            with at_scale(net, scale):
+                meta_loss, support_losses, query_losses, grad_norm, finite = self.graphed_update.step(
+                    tasks, weights, self.inner_lr, second_order)
+        else:
+            meta_loss, support_losses, query_losses, grad_norm, finite = self._eager_meta_update(
+                net, groups, weights, second_order)
+            tasks = groups[-1][1]
+        if not finite:
+            self.skipped_updates += 1
+            get_root_logger().warning(f'iter {current_iter}: non-finite meta-loss or meta-gradient '
+                                      f'(loss {float(meta_loss):.4g}, grad norm {float(grad_norm):.4g}); '
+                                      f'update skipped ({self.skipped_updates} so far)')
+
+        log = OrderedDict(l_meta=meta_loss.detach(), l_query_pre=query_losses[0])
+        for step in range(self.inner_steps):
+            log[f'l_support_{step}'] = support_losses[step]
+            log[f'l_query_{step + 1}'] = query_losses[step + 1]
+        log['grad_norm'] = grad_norm.detach()
+        if learned is not None:
+            log['inner_lr_mean'] = learned().detach().mean()
+        log['w_final'] = torch.tensor(weights[-1], device=self.device)
+        log['skipped_updates'] = torch.tensor(float(self.skipped_updates), device=self.device)
+        self.log_dict = self.reduce_loss_dict(log)
+        self._last_tasks = tasks
+
+    def _eager_meta_update(self, net, groups, weights, second_order):
+        """The meta-update with the eager engines; returns meta-loss, losses, grad norm and whether it was applied."""
+        params = dict(net.named_parameters())
         learned = self.learned_inner_lr
         # A leaf copy: the engines return its gradient, chained below to the log step sizes that Adam updates.
         inner_lr = learned().detach().requires_grad_(True) if learned is not None else self.inner_lr
-        second_order = not self.first_order and current_iter > self.first_order_iters
         num_tasks = len(self.task_scales)
         grads = {name: torch.zeros_like(p) for name, p in params.items()}
         if learned is not None:
             grads['inner_lr'] = torch.zeros_like(inner_lr)
         meta_loss, support_losses, query_losses = 0, 0, 0
-        for scale, tasks in self._scale_groups():
+        for scale, tasks in groups:
             share = tasks[0].shape[0] / num_tasks
             with at_scale(net, scale):
                 g, m, s, q = self.meta_engine(net, params, tasks, inner_lr, self.inner_steps, weights, second_order)
@@ -179,32 +231,16 @@ class MetaSRModel(SRModel):
         for name, p in params.items():
             p.grad = grads[name]
         grad_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads.values()]))
-        if learned is not None:
-            finite_lr = bool(torch.isfinite(learned.log_lr.grad).all())
-            grad_norm = grad_norm if finite_lr else grad_norm * float('nan')
+        if learned is not None and not bool(torch.isfinite(learned.log_lr.grad).all()):
+            grad_norm = grad_norm * float('nan')
         finite = bool(torch.isfinite(meta_loss)) and bool(torch.isfinite(grad_norm))
         if finite:
             if self.grad_clip_norm:
                 torch.nn.utils.clip_grad_norm_(params.values(), float(self.grad_clip_norm))
             self.optimizer_g.step()
         else:
-            self.skipped_updates += 1
             self.optimizer_g.zero_grad(set_to_none=True)
-            get_root_logger().warning(f'iter {current_iter}: non-finite meta-loss or meta-gradient '
-                                      f'(loss {float(meta_loss):.4g}, grad norm {float(grad_norm):.4g}); '
-                                      f'update skipped ({self.skipped_updates} so far)')
-
-        log = OrderedDict(l_meta=meta_loss.detach(), l_query_pre=query_losses[0])
-        for step in range(self.inner_steps):
-            log[f'l_support_{step}'] = support_losses[step]
-            log[f'l_query_{step + 1}'] = query_losses[step + 1]
-        log['grad_norm'] = grad_norm.detach()
-        if learned is not None:
-            log['inner_lr_mean'] = inner_lr.detach().mean()
-        log['w_final'] = torch.tensor(weights[-1], device=self.device)
-        log['skipped_updates'] = torch.tensor(float(self.skipped_updates), device=self.device)
-        self.log_dict = self.reduce_loss_dict(log)
-        self._last_tasks = tasks
+        return meta_loss, support_losses, query_losses, grad_norm, finite
 
     # ---------------------------------------------------------------------------------------------- test time
     def _adapt_opt(self):
