@@ -65,6 +65,12 @@ RECIPES = {
         'train.loss_weight_decay': 0.0,
         'datasets.train.lambda_min': 0.2,
     },
+    'lslr_wide_fo_warmup': {
+        'train.learn_inner_lr': True,
+        'train.first_order_iters': 2000,
+        'train.loss_weight_decay': 0.0,
+        'datasets.train.lambda_min': 0.2,
+    },
     'lslr_wide_annealed': {
         'train.learn_inner_lr': True,
         'train.loss_weight_decay': 6e-5,

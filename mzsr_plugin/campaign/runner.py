@@ -117,8 +117,7 @@ class Campaign:
             self.state = self._new_state(init, pretrain_iters, recipe or 'official')
         elif recipe is not None and recipe != self.state['recipe']:
             self.log(f'recipe {self.state["recipe"]} -> {recipe} from meta iteration {self.state["meta_iter"]}')
-            self.state['recipe'] = recipe
-            self.state['optimizer'] = self.state['scheduler'] = None  # new parameter groups: a fresh Adam
+            self.state['recipe'] = recipe  # Adam's state carries over when the parameter groups match
         _set_rng_state(self.state['rng'])
         self._cases = None
 
@@ -223,7 +222,9 @@ class Campaign:
         net.inner_lrs = learned.as_dicts() if learned is not None else None
         start = time.perf_counter()
         result = score_network(net, self._cases, self.device)
-        shipped = self.ship_to is not None and better(result, self.state['best'])
+        # The first evaluation is the starting point: it sets the bar and ships nothing (the weights are already
+        # there, or are someone else's start).
+        shipped = self.ship_to is not None and self.state['best'] is not None and better(result, self.state['best'])
         entry = {
             'stage': self.state['stage'], 'recipe': self.state['recipe'], 'meta_iter': self.state['meta_iter'],
             'pretrain_iter': self.state['pretrain_iter'], 'train_hours': self.state['train_seconds'] / 3600,
@@ -239,9 +240,10 @@ class Campaign:
                  f'({entry["train_hours"]:.2f} h): ' + '  '.join(
                      f'{name} {v["0"]:.2f}/{v["1"]:.2f}/{v["10"]:.2f}' for name, v in fam.items()) +
                  f'  score {result["score"]:.3f} guard {result["guard"]}' + ('  -> shipped' if shipped else ''))
-        if shipped:
+        if shipped or self.state['best'] is None:
             self.state['best'] = {'score': result['score'], 'guard': result['guard'],
                                   'meta_iter': self.state['meta_iter']}
+        if shipped:
             self._ship(net, learned)
         return entry
 
@@ -282,7 +284,7 @@ class Campaign:
         self.model = self._build_model()
         _set_rng_state(self.state['rng'])  # building the net draws from torch's generator
         entries = []
-        if not load_history(self.state_dir) or self.state['best'] is None and self.ship_to is not None:
+        if self.state['best'] is None:
             entries.append(self.evaluate())  # the starting point, so every gain is measured against it
         last_save = last_eval = time.time()
         done = 0
