@@ -91,8 +91,9 @@ setup(
         'setuptools; python_version >= "3.12"',
     ],
     extras_require={
-        'test': ['pytest>=7'],
-        'dev': ['pytest>=7', 'flake8', 'yapf', 'isort'],
+        'test': ['pytest>=7', 'selenium>=4.10'],
+        'dev': ['pytest>=7', 'selenium>=4.10', 'flake8', 'yapf', 'isort'],
+        'app': ['gradio>=5'],
     },
     entry_points={
         'console_scripts': [
@@ -100,6 +101,7 @@ setup(
             'mzsr-test=mzsr_plugin.test:main',
             'mzsr-sr=mzsr_plugin.cli:main',
             'mzsr-demo=mzsr_plugin.demo:main',
+            'mzsr-app=mzsr_plugin.app:main',
         ],
     },
     cmdclass=cmdclass,

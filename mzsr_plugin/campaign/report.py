@@ -9,7 +9,7 @@ import json
 import numpy as np
 from os import path as osp
 
-from mzsr_plugin.utils.figures import _new_figure
+from mzsr_plugin.utils.figures import new_figure
 from .kinds import CAMPAIGN_KINDS, WEIGHTS_DIR, campaign_dir
 from .runner import load_history
 
@@ -30,7 +30,7 @@ def plot_history(history, path, title):
         path (str): Output PNG.
         title (str): Figure title.
     """
-    fig = _new_figure(4.2 * len(FAMILIES), 3.6)
+    fig = new_figure(4.2 * len(FAMILIES), 3.6)
     axes = fig.subplots(1, len(FAMILIES))
     hours = np.array([e['train_hours'] for e in history])
     iters = np.array([e['meta_iter'] for e in history])
