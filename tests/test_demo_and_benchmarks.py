@@ -58,3 +58,36 @@ def test_bench_meta_prints_all_variants():
     rows = re.findall(r'^(reference|loop|batched) \((1st|2nd) order\)\s+([0-9.]+)\s+([0-9.]+)', result.stdout,
                       re.MULTILINE)
     assert len(rows) == 6 and all(float(r[2]) > 0 and float(r[3]) > 0 for r in rows)
+
+
+def run_script(name, *argv):
+    return subprocess.run([sys.executable, osp.join(ROOT, 'scripts', name), *map(str, argv)], capture_output=True,
+                          text=True, timeout=600, cwd=ROOT, env={'OMP_NUM_THREADS': '1', 'PATH': '/usr/bin:/bin'})
+
+
+def test_plot_adaptation_draws_figure_3(tmp_path, shared):
+    shared('mzsr_official', 'Input', 'g20')
+    weights = _tiny_weights(tmp_path / 'w.pth')
+    result = run_script('plot_adaptation.py', '--weights', weights, '--pretrained', weights, '--zssr-psnr', 35.13,
+                        '--out', tmp_path / 'figure3.png', '--device', 'cpu')
+    assert result.returncode == 0, result.stderr[-2000:]
+    numbers = json.loads((tmp_path / 'figure3.json').read_text())
+    assert numbers['steps'] == list(range(11)) and numbers['zssr'] == 35.13
+    assert abs(numbers['bicubic'] - 28.73) < 0.01  # paper Table 2, Set5 g^d_2.0 bicubic
+    assert len(numbers['curves']['meta-trained']) == 11
+    assert osp.getsize(tmp_path / 'figure3.png') > 10000
+
+
+def test_bench_table2_layout(tmp_path, shared):
+    shared('benchmark', 'Set5')
+    weights = _tiny_weights(tmp_path / 'w.pth')
+    result = run_script('bench_table2.py', '--weights', weights, '--sets', 'Set5', '--kernels', 'g_d_2.0,g_d_0.2',
+                        '--out', tmp_path / 'table2.md', '--device', 'cpu')
+    assert result.returncode == 0, result.stderr[-2000:]
+    table = (tmp_path / 'table2.md').read_text()
+    assert '| method | Set5 (5) g_d_2.0 | Set5 (5) g_d_0.2 |' in table
+    assert '| ZSSR | not run | not run |' in table
+    cells = json.loads((tmp_path / 'table2.json').read_text())['cells']
+    assert abs(cells['Bicubic | Set5 (5) g_d_2.0'][0] - 28.73) < 0.01
+    assert abs(cells['Bicubic | Set5 (5) g_d_0.2'][0] - 30.24) < 0.01
+    assert all(f'MZSR({s}) | Set5 (5) g_d_2.0' in cells for s in (0, 1, 10))

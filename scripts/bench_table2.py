@@ -1,0 +1,88 @@
+#!/usr/bin/env python
+"""The paper's Table 2 layout for x2 direct: test sets x kernels, bicubic / ZSSR / MZSR(0, 1, 10), with time.
+
+Sets (HR from ../shared/data/benchmark, LR made as the official inputs: correlate, keep every 2nd pixel, round):
+Set5, B100 (first 20 images), Urban100 (first 5). Kernels: g^d_0.2, g^d_2.0 and the anisotropic g^d_ani of
+``options/mzsr_test_x2.yml``. ZSSR takes minutes per image on a CPU: ``--zssr-sets Set5`` limits it (the rest are
+marked as not run). Prints a Markdown table (PSNR dB, seconds per image in brackets) and writes it with ``--out``.
+
+    python scripts/bench_table2.py --zssr-sets Set5 --out table2.md
+"""
+import argparse
+import json
+import numpy as np
+import time
+import torch
+from os import path as osp
+
+import mzsr_plugin  # noqa: F401  (first: makes basicsr importable on any torchvision)
+from bench_adapt import zssr_row
+from mzsr_plugin.data.kernel_test_dataset import MZSRKernelTestDataset
+from mzsr_plugin.demo import DEFAULT_WEIGHTS
+from mzsr_plugin.evaluation import bicubic_psnr, evaluate_adaptation, images_from_dataset, load_mzsr_weights
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+BENCHMARK = osp.join(ROOT, '..', 'shared', 'data', 'benchmark')
+SETS = {'Set5': None, 'B100': 20, 'Urban100': 5}
+KERNELS = ('g_d_0.2', 'g_d_2.0', 'a_d_2.3562_4.0_1.0')
+STEPS = (0, 1, 10)
+
+
+def cases(benchmark, name, limit, kernel):
+    dataset = MZSRKernelTestDataset({'name': f'{name}_{kernel}', 'dataroot_gt': osp.join(benchmark, name),
+                                     'io_backend': {'type': 'disk'}, 'scale': 2, 'kernel': kernel,
+                                     'max_images': limit})
+    return images_from_dataset(dataset)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--weights', default=DEFAULT_WEIGHTS)
+    parser.add_argument('--benchmark', default=BENCHMARK)
+    parser.add_argument('--sets', default=','.join(SETS))
+    parser.add_argument('--kernels', default=','.join(KERNELS))
+    parser.add_argument('--zssr-sets', default='', help='comma-separated sets to run ZSSR on (default: none)')
+    parser.add_argument('--zssr-iters', type=int, default=3000)
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--out', help='write the Markdown table here (and the numbers as .json beside it)')
+    args = parser.parse_args(argv)
+    net = load_mzsr_weights(args.weights, 2, args.device)
+    zssr_sets = {s for s in args.zssr_sets.split(',') if s}
+    machine = torch.cuda.get_device_name() if torch.device(args.device).type == 'cuda' else 'CPU'
+    columns, cells = [], {}
+    for name in args.sets.split(','):
+        for kernel in args.kernels.split(','):
+            images = cases(args.benchmark, name, SETS.get(name), kernel)
+            column = f'{name} ({len(images)}) {kernel}'
+            columns.append(column)
+            start = time.perf_counter()
+            bicubic = [bicubic_psnr(image) for image in images]
+            cells[('Bicubic', column)] = (float(np.mean(bicubic)), (time.perf_counter() - start) / len(images))
+            results = evaluate_adaptation(net, images, STEPS, device=args.device)
+            for steps in STEPS:
+                cells[(f'MZSR({steps})', column)] = (float(np.mean([r.psnr[steps] for r in results])),
+                                                     float(np.mean([r.seconds[steps] for r in results])))
+            if name in zssr_sets:
+                rows = [zssr_row(image, args.device, args.zssr_iters, seed=0) for image in images]
+                cells[('ZSSR', column)] = (float(np.mean([r[0] for r in rows])), float(np.mean([r[1] for r in rows])))
+            print(f'{column}: ' + ', '.join(f'{m} {v[0]:.2f}' for (m, c), v in cells.items() if c == column),
+                  flush=True)
+    methods = ['Bicubic', 'ZSSR'] + [f'MZSR({s})' for s in STEPS]
+    lines = [f'x2 direct, weights `{osp.relpath(args.weights, ROOT)}`, {machine}: PSNR dB (seconds per image)', '',
+             '| method | ' + ' | '.join(columns) + ' |', '|---|' + '---|' * len(columns)]
+    for method in methods:
+        row = [f'{cells[(method, c)][0]:.2f} ({cells[(method, c)][1]:.2f} s)' if (method, c) in cells else 'not run'
+               for c in columns]
+        lines.append(f'| {method} | ' + ' | '.join(row) + ' |')
+    table = '\n'.join(lines)
+    print('\n' + table)
+    if args.out:
+        with open(args.out, 'w') as f:
+            f.write(table + '\n')
+        with open(osp.splitext(args.out)[0] + '.json', 'w') as f:
+            json.dump({'machine': machine, 'weights': osp.relpath(args.weights, ROOT),
+                       'cells': {f'{m} | {c}': v for (m, c), v in cells.items()}}, f, indent=1)
+
+
+if __name__ == '__main__':
+    main()
