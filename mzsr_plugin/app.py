@@ -2,11 +2,11 @@
 
 Two tabs, both on the functions the command line uses (no second pipeline):
 
-- *Your photo*: an LR image, its kernel (a spec such as ``g_d_2.0`` or an uploaded ``.mat``/``.npy``/``.png``),
-  scale, adaptation steps, weights (shipped or uploaded), MZSR or ZSSR. The photo goes through ``mzsr-sr`` itself
-  (:func:`mzsr_plugin.cli.main`), so its messages, outputs and metrics are the command line's; the page shows the SR
-  against bicubic on a before/after slider, the kernel, the comparison figure with zoomed crops and the time, and
-  offers the PNG and the kernel ``.mat`` for download.
+- *Your photo*: an LR image, its kernel (a spec such as ``g_d_2.0``, ``estimate`` for blind SR, or an uploaded
+  ``.mat``/``.npy``/``.png``), scale, adaptation steps, weights (shipped or uploaded), MZSR or ZSSR. The photo goes
+  through ``mzsr-sr`` itself (:func:`mzsr_plugin.cli.main`), so its messages, outputs and metrics are the command
+  line's; the page shows the SR against bicubic on a before/after slider, the kernel, the comparison figure with
+  zoomed crops and the time, and offers the PNG and the kernel ``.mat`` for download.
 - *Try on a clean photo*: a bundled scikit-image photo or an uploaded HR image is degraded as the official test
   inputs are (:func:`~mzsr_plugin.evaluation.degraded_case`) and adapted step by step
   (:func:`~mzsr_plugin.evaluation.evaluate_adaptation`): PSNR after each step beside bicubic, as a plot and a table.
@@ -28,7 +28,7 @@ from mzsr_plugin import cli
 from mzsr_plugin.data.kernels import load_kernel, parse_kernel_spec, save_kernel
 from mzsr_plugin.demo import DEFAULT_WEIGHTS, DEMO_IMAGES, DEMO_KERNEL
 from mzsr_plugin.evaluation import bicubic_psnr, degraded_case, evaluate_adaptation, load_mzsr_weights
-from mzsr_plugin.utils.figures import plot_psnr_vs_steps, save_comparison
+from mzsr_plugin.utils.figures import kernel_image, plot_psnr_vs_steps, save_comparison
 from mzsr_plugin.utils.image_io import read_image, write_image
 from mzsr_plugin.utils.matlab_resize import imresize_pt
 
@@ -53,15 +53,6 @@ def run_mzsr_sr(argv):
             raise AppError(message) from None
 
 
-def kernel_picture(kernel, size=120):
-    """A kernel as a viewable RGB image (normalised to its maximum, nearest-neighbour enlarged)."""
-    k = np.asarray(kernel, dtype=np.float64)
-    k = k / k.max() if k.max() > 0 else k
-    factor = max(1, size // k.shape[0])
-    big = np.repeat(np.repeat(k, factor, axis=0), factor, axis=1)
-    return np.stack([big] * 3, axis=2)
-
-
 def resolve_kernel(spec, kernel_file):
     """The kernel the page asks for: an uploaded file, else a spec; errors say which field is wrong."""
     if kernel_file:
@@ -71,7 +62,9 @@ def resolve_kernel(spec, kernel_file):
             raise AppError(f'kernel file: {error}') from None
     spec = (spec or '').strip()
     if not spec:
-        raise AppError('a blur kernel is required: type a spec such as g_d_2.0 or upload a kernel file')
+        raise AppError('a blur kernel is required: type a spec such as g_d_2.0 or estimate, or upload a kernel file')
+    if spec == 'estimate':
+        return None, 'direct', 'estimate (spectral)'
     try:
         parsed = parse_kernel_spec(spec)
     except ValueError as error:
@@ -115,9 +108,13 @@ def super_resolve_photo(image, kernel_spec, kernel_file, scale, steps, weights, 
         raise AppError(str(error)) from None
     kernel, downsample, source = resolve_kernel(kernel_spec, kernel_file)
     out = tempfile.mkdtemp(dir=work_dir)
-    kernel_mat = osp.join(out, 'kernel.mat')
-    save_kernel(kernel_mat, kernel)
-    argv = [image, '-o', out, '--scale', str(int(scale)), '--steps', str(int(steps)), '--kernel', kernel_mat,
+    stem = osp.splitext(osp.basename(image))[0]
+    if kernel is None:  # blind: mzsr-sr estimates it and writes <stem>_kernel.mat
+        kernel_mat, kernel_arg = osp.join(out, f'{stem}_kernel.mat'), 'estimate'
+    else:
+        kernel_mat = kernel_arg = osp.join(out, 'kernel.mat')
+        save_kernel(kernel_mat, kernel)
+    argv = [image, '-o', out, '--scale', str(int(scale)), '--steps', str(int(steps)), '--kernel', kernel_arg,
             '--downsample', downsample, '--compare']
     if weights:
         argv += ['--weights', weights]
@@ -128,12 +125,12 @@ def super_resolve_photo(image, kernel_spec, kernel_file, scale, steps, weights, 
     seconds = time.perf_counter() - start
     with open(osp.join(out, 'metrics.json')) as f:
         row = json.load(f)['images'][0]
-    stem = osp.splitext(osp.basename(image))[0]
+    kernel = load_kernel(kernel_mat)
     bicubic = osp.join(out, f'{stem}_bicubic.png')
     lr = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).unsqueeze(0)
     write_image(bicubic, imresize_pt(lr, int(scale))[0].clamp(0, 1).permute(1, 2, 0).numpy(), False)
     kernel_png = osp.join(out, 'kernel.png')
-    write_image(kernel_png, kernel_picture(kernel), False)
+    write_image(kernel_png, kernel_image(kernel), False)
     h, w = img.shape[:2]
     method = f'ZSSR ({row["steps"]} iterations)' if zssr else f'MZSR, {row["steps"]} adaptation step(s)'
     info = (f'**{method}** on {osp.basename(image)}: LR {w}x{h} → SR {w * int(scale)}x{h * int(scale)}, kernel '
@@ -226,8 +223,8 @@ def build_app(work_dir, max_pixels=DEFAULT_MAX_PIXELS):
                     # A file, not gr.Image: the bytes reach mzsr-sr untouched (16-bit, gray), and a broken file
                     # gets the command line's message instead of the widget's decoder error.
                     image = gr.File(label='LR image (PNG, JPEG, BMP, TIFF)', type='filepath', elem_id='lr_image')
-                    kernel_spec = gr.Textbox(value='g_d_2.0', label='kernel spec (g_d_<var>, g_b_<var>, '
-                                             'a_d_<theta>_<l1>_<l2>)', elem_id='kernel_spec')
+                    kernel_spec = gr.Textbox(value='g_d_2.0', label='kernel: a spec (g_d_<var>, g_b_<var>, '
+                                             'a_d_<theta>_<l1>_<l2>) or estimate (blind)', elem_id='kernel_spec')
                     kernel_file = gr.File(label='or a kernel file (.mat, .npy, .png)', type='filepath',
                                           elem_id='kernel_file')
                     scale = gr.Slider(2, 4, value=2, step=1, label='scale', elem_id='scale')

@@ -22,13 +22,14 @@ import torch
 from os import path as osp
 from tqdm import tqdm
 
-from mzsr_plugin.data.kernels import load_kernel, parse_kernel_spec
+from mzsr_plugin.data.kernels import load_kernel, parse_kernel_spec, save_kernel
 from mzsr_plugin.evaluation import load_mzsr_weights
+from mzsr_plugin.kernel_estimation import ESTIMATORS, estimate_kernel
 from mzsr_plugin.metrics.official_metric import calculate_mzsr_psnr, calculate_mzsr_ssim
 from mzsr_plugin.models.adaptation import (ADAPT_LR_PRESETS, DEFAULT_CROP_BUDGET, DEFAULT_TILE, resolve_adapt_lrs,
                                            super_resolve_image)
 from mzsr_plugin.option_schema import LR_SPEC, VAL_ADAPT
-from mzsr_plugin.utils.figures import save_comparison
+from mzsr_plugin.utils.figures import kernel_image, save_comparison
 from mzsr_plugin.utils.image_io import list_images, read_image, to_uint8, write_image
 from mzsr_plugin.utils.matlab_resize import imresize_pt
 from mzsr_plugin.zssr import ZSSR_DEFAULTS, zssr_super_resolve
@@ -58,8 +59,9 @@ def build_parser():
     kernels.add_argument(
         '--kernel',
         metavar='K',
-        help='blur kernel of all inputs: a .mat (key kernel or Kernel), .npy or .png file, or a spec such as g_d_2.0 '
-        '(isotropic Gaussian of variance 2.0, direct sub-sampling) or g_b_1.3 (bicubic)')
+        help='blur kernel of all inputs: a .mat (key kernel or Kernel), .npy or .png file, a spec such as g_d_2.0 '
+        '(isotropic Gaussian of variance 2.0, direct sub-sampling) or g_b_1.3 (bicubic), or estimate (blind: '
+        'estimated from each image, written as <stem>_kernel.mat/.png)')
     kernels.add_argument(
         '--kernel-dir',
         metavar='DIR',
@@ -120,7 +122,10 @@ def build_parser():
         metavar='PIXELS',
         help='adapt on random crops of at most this many LR pixels in all when the image is larger (0: never; '
         'default: %(default)s)')
-    parser.add_argument('--seed', type=int, help='seed of the adaptation crops and of ZSSR')
+    parser.add_argument('--seed', type=int, help='seed of the adaptation crops, of ZSSR and of kernel estimation')
+    parser.add_argument('--estimator', choices=ESTIMATORS, default='spectral',
+                        help='--kernel estimate: spectral (Gaussian fit to the spectrum, default) or kernelgan')
+    parser.add_argument('--estimator-iters', type=int, default=1000, help='KernelGAN iterations (default: %(default)s)')
     return parser
 
 
@@ -262,9 +267,16 @@ def _plan(args, parser):
     if duplicates:
         raise ValueError(f'several inputs share the names {duplicates}; their outputs would overwrite each other')
     jobs = []
-    shared = resolve_kernel_option(args.kernel, args.downsample) if args.kernel is not None else None
+    estimate = args.kernel == 'estimate'
+    if estimate and args.downsample == 'bicubic':
+        parser.error('--kernel estimate models direct sub-sampling; drop --downsample bicubic')
+    if estimate and args.estimator_iters < 1:
+        parser.error(f'--estimator-iters must be >= 1, got {args.estimator_iters}')
+    shared = resolve_kernel_option(args.kernel, args.downsample) if args.kernel is not None and not estimate else None
     for path in images:
-        if shared is None:
+        if estimate:
+            kernel, downsample, source = None, 'direct', f'estimate ({args.estimator})'
+        elif shared is None:
             kernel_path = find_kernel(args.kernel_dir, path)
             kernel, downsample, source = load_kernel(kernel_path), args.downsample or 'direct', kernel_path
         else:
@@ -304,10 +316,26 @@ def _write_metrics(out_dir, rows, config):
     return summary
 
 
+def _estimate(args, job, img, stem):
+    """``--kernel estimate``: the image's kernel, written as <stem>_kernel.mat and .png beside the output."""
+    kernel, info = estimate_kernel(img, args.scale, args.estimator, seed=args.seed or 0,
+                                   iterations=args.estimator_iters, device=args.device, progress=True)
+    if info['warning']:
+        tqdm.write(f'mzsr-sr: warning: {job["path"]}: {info["warning"]}')
+    os.makedirs(args.output, exist_ok=True)
+    save_kernel(osp.join(args.output, f'{stem}_kernel.mat'), kernel)
+    write_image(osp.join(args.output, f'{stem}_kernel.png'), kernel_image(kernel), False)
+    tqdm.write(f'{osp.basename(job["path"])}: kernel estimated ({args.estimator}) in {info["seconds"]:.2f} s -> '
+               f'{osp.join(args.output, stem + "_kernel.mat")}')
+    return kernel
+
+
 def _process(args, job, net, device, rng):
     """Super-resolves one planned input, writes its outputs and returns its metrics row."""
     img, gray = read_image(job['path'])
     stem = osp.splitext(osp.basename(job['path']))[0]
+    if job['kernel'] is None:
+        job = dict(job, kernel=_estimate(args, job, img, stem))
     lr = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).unsqueeze(0).to(device)
     kernel = torch.from_numpy(job['kernel']).to(device)
     downsample, scale = job['downsample'], args.scale
@@ -369,6 +397,7 @@ def _process(args, job, net, device, rng):
         panels += [(f'{title}\n{psnr:.2f} dB' if psnr != '' else title, image) for title, image, psnr in results]
         if job['gt']:
             panels.append(('GT', gt))
+        panels.append((f'kernel ({job["kernel_source"]})', kernel_image(job['kernel'], panels[0][1].shape[:2])))
         save_comparison(osp.join(args.output, f'{stem}_compare.png'), panels)
     return row
 

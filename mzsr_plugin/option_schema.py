@@ -255,14 +255,17 @@ KERNEL_TEST_DATASET = Section('MZSRKernelTestDataset', (
     Key('meta_info_file', Text(allow_none=True, what='a file path'), None, 'disk backend: the image names to '
         'use, one per line'),
     Key('scale', SCALE_OR_NONE, None, 'SR scale (set by BasicSR from the top-level scale)'),
-    Key('kernel', Text(allow_none=True, what='a kernel spec (g_d_2.0, a_d_..., ...) or random'), None,
-        'one kernel for all images, or random: a seeded training-distribution kernel per image'),
+    Key('kernel', Text(allow_none=True, what='a kernel spec (g_d_2.0, a_d_..., ...), random or estimate'), None,
+        'one kernel for all images; random: a seeded training-distribution kernel per image; estimate: blind, '
+        'each given LR image\'s kernel estimated from the image (with dataroot_lq)'),
+    Key('kernel_estimator', Choice('spectral', 'kernelgan'), 'spectral', 'kernel: estimate: the estimator '
+        '(spectral: Gaussian fit to the power spectrum; kernelgan: the KernelGAN-style baseline)'),
     Key('kernel_file', Text(allow_none=True, what='a kernel file path'), None, 'one kernel file (.mat/.npy/.png) '
         'for all images'),
     Key('kernel_dir', Text(allow_none=True, what='a folder path'), None, 'one kernel file per image '
         '(<stem>.mat, <stem>_0.mat, ...)'),
     Key('kernel_size', Number(whole=True, low=1, odd=True), 15, 'size of spec and random kernels'),
-    Key('kernel_seed', WHOLE_GE0, 0, 'seed of kernel: random'),
+    Key('kernel_seed', WHOLE_GE0, 0, 'seed of kernel: random (and of the kernelgan estimator)'),
     Key('downsample', DOWNSAMPLE, 'direct', 'sub-sampling of kernel_file / kernel_dir / random'),
     Key('noise_level', Number(low=0), 0.0, 'std of Gaussian noise added to LR made from HR'),
     Key('noise_seed', WHOLE_GE0, 0, 'seed of that noise'),
@@ -280,8 +283,16 @@ BICUBIC_PAIR_DATASET = Section('MZSRBicubicPairDataset', (
     Key('gt_size', WHOLE_GE1, None, 'HR patch size (a multiple of the scale)'),
 ) + FLIPS, BASICSR_DATASET_KEYS)
 
-DATASET_SECTIONS = {s.title: s for s in (META_TASK_DATASET, KERNEL_TEST_DATASET, BICUBIC_PAIR_DATASET)}
-SECTIONS = (META_TRAIN, VAL_ADAPT, META_TASK_DATASET, KERNEL_TEST_DATASET, BICUBIC_PAIR_DATASET)
+RANDOM_KERNEL_PAIR_DATASET = Section('MZSRRandomKernelPairDataset', BICUBIC_PAIR_DATASET.keys + tuple(
+    META_TASK_DATASET.key(name) for name in ('kernel_size', 'lambda_min', 'isotropic_prob', 'downsample',
+                                             'noise_level')), BASICSR_DATASET_KEYS)
+
+DATASET_SECTIONS = {
+    s.title: s
+    for s in (META_TASK_DATASET, KERNEL_TEST_DATASET, BICUBIC_PAIR_DATASET, RANDOM_KERNEL_PAIR_DATASET)
+}
+SECTIONS = (META_TRAIN, VAL_ADAPT, META_TASK_DATASET, KERNEL_TEST_DATASET, BICUBIC_PAIR_DATASET,
+            RANDOM_KERNEL_PAIR_DATASET)
 
 
 class OptionError(ValueError):

@@ -30,9 +30,11 @@ class MZSRBicubicPairDataset(data.Dataset):
     [0, 1], ``lq_path``, ``gt_path``.
     """
 
+    schema = BICUBIC_PAIR_DATASET
+
     def __init__(self, opt):
         super().__init__()
-        check_dataset(BICUBIC_PAIR_DATASET, opt)
+        check_dataset(self.schema, opt)
         self.opt = opt
         self.io_backend_opt = dict(opt['io_backend'])
         self.file_client = None
@@ -70,8 +72,11 @@ class MZSRBicubicPairDataset(data.Dataset):
         gt = img[top:top + self.gt_size, left:left + self.gt_size]
         gt = augment(gt, self.opt.get('use_hflip', True), self.opt.get('use_rot', True))
         gt = img2tensor(gt, bgr2rgb=True, float32=True)
-        lq = imresize_pt(gt, 1 / self.scale).clamp_(0, 1)
-        return {'lq': lq, 'gt': gt, 'lq_path': path, 'gt_path': path}
+        return dict(self.degrade(gt), gt=gt, lq_path=path, gt_path=path)
+
+    def degrade(self, gt):
+        """The LR of one HR patch (3, H, W): ``{'lq': (3, H/s, W/s)}`` plus anything the degradation adds."""
+        return {'lq': imresize_pt(gt, 1 / self.scale).clamp_(0, 1)}
 
     def __len__(self):
         return len(self.paths)

@@ -20,9 +20,10 @@ from os import path as osp
 from torch.utils import data as data
 
 from basicsr.data.transforms import mod_crop
-from basicsr.utils import FileClient, img2tensor
+from basicsr.utils import FileClient, get_root_logger, img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
 
+from mzsr_plugin.kernel_estimation import estimate_kernel
 from mzsr_plugin.option_schema import KERNEL_TEST_DATASET, check_dataset
 from .degradations import add_noise, degrade_np
 from .kernels import SPEC_KERNEL_SIZE, load_kernel, parse_kernel_spec, random_gaussian_kernel
@@ -113,7 +114,16 @@ class MZSRKernelTestDataset(data.Dataset):
         self.kernel_source = sources[0]
         self.kernel = None
         self.random_kernel = False
-        if self.kernel_source == 'kernel' and str(opt['kernel']).lower() == 'random':
+        self.estimate = self.kernel_source == 'kernel' and str(opt['kernel']).lower() == 'estimate'
+        if self.estimate:
+            if not self.from_lq:
+                raise ValueError(f'{name}: kernel: estimate needs dataroot_lq (given LR images whose kernel is '
+                                 'unknown); with dataroot_gt the LR is made with a kernel you set')
+            if self.downsample != 'direct':
+                raise ValueError(f'{name}: kernel: estimate models direct sub-sampling, but downsample is '
+                                 f'{self.downsample}')
+            self.kernel_size = int(opt.get('kernel_size', 15))
+        elif self.kernel_source == 'kernel' and str(opt['kernel']).lower() == 'random':
             if self.from_lq:
                 raise ValueError(f'{name}: kernel: random needs dataroot_gt without dataroot_lq (the LR of given '
                                  'images has its own kernel)')
@@ -139,7 +149,16 @@ class MZSRKernelTestDataset(data.Dataset):
             raise ValueError(f'{name}: noise_level and round_lq apply to LR made from HR; given LR (dataroot_lq) is '
                              'used as it is')
 
-    def _kernel(self, index, path):
+    def _kernel(self, index, path, lq=None):
+        if self.estimate:
+            try:
+                kernel, info = estimate_kernel(lq[..., ::-1], self.scale, self.opt.get('kernel_estimator', 'spectral'),
+                                               size=self.kernel_size, seed=int(self.opt.get('kernel_seed', 0)))
+            except ValueError as error:
+                raise ValueError(f'{path}: kernel estimation: {error}') from None
+            if info['warning']:
+                get_root_logger().warning(f'{path}: {info["warning"]}')
+            return kernel
         if self.kernel is not None:
             return self.kernel
         if self.random_kernel:
@@ -155,10 +174,12 @@ class MZSRKernelTestDataset(data.Dataset):
             backend = dict(self.io_backend_opt)
             self.file_client = FileClient(backend.pop('type'), **backend)
         path = self.paths[index]
-        kernel = self._kernel(index, path)
+        kernel = None if self.estimate else self._kernel(index, path)
         if self.from_lq:
             lq_path = path
             lq = self._read(path, 'lq')
+            if self.estimate:
+                kernel = self._kernel(index, path, lq)
             gt_path, gt = None, None
             if self.has_gt:
                 stem, ext = osp.splitext(osp.basename(path))

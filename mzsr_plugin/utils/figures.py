@@ -15,6 +15,30 @@ def new_figure(width, height):
     return fig
 
 
+def kernel_image(kernel, shape=None):
+    """A kernel as an RGB picture: normalised to its maximum, enlarged without smoothing.
+
+    Args:
+        kernel (ndarray): Shape (k, k).
+        shape (tuple[int, int] | None): (height, width) to fill (centred, on black); None: about 8 px per tap.
+
+    Returns:
+        ndarray: float RGB image in [0, 1].
+    """
+    k = np.asarray(kernel, dtype=np.float64)
+    k = k / k.max() if k.max() > 0 else k
+    if shape is None:
+        factor = 8
+        canvas = np.repeat(np.repeat(k, factor, axis=0), factor, axis=1)
+    else:
+        factor = max(1, min(shape) // k.shape[0])
+        big = np.repeat(np.repeat(k, factor, axis=0), factor, axis=1)[:shape[0], :shape[1]]
+        canvas = np.zeros(shape)
+        top, left = (shape[0] - big.shape[0]) // 2, (shape[1] - big.shape[1]) // 2
+        canvas[top:top + big.shape[0], left:left + big.shape[1]] = big
+    return np.repeat(canvas[..., None], 3, axis=2)
+
+
 def zoom_region(baseline, reference=None, size=48):
     """The square window a comparison should zoom into: where ``baseline`` is worst, else where it is most detailed.
 
@@ -93,7 +117,9 @@ def save_comparison(path, panels, dpi=100, min_panel_inches=2.5, zoom=3, region=
         ax.imshow(img, interpolation='nearest')
         ax.set_title(title, fontsize=9)
         ax.axis('off')
-        if zoom:
+        if zoom and title.lower().startswith('kernel'):
+            axes[1, column].axis('off')  # a kernel picture has no detail to zoom into
+        elif zoom:
             top, left, side = region
             ax.add_patch(Rectangle((left - 0.5, top - 0.5), side, side, fill=False, edgecolor='yellow', lw=1.5))
             crop = img[top:top + side, left:left + side]
