@@ -41,6 +41,7 @@ class MetaSRModel(SRModel):
             raise ValueError('train.mode: meta starts from pretrained weights: set path.pretrain_network_g to a '
                              '.pth from the pretraining stage (or from scripts/convert_official_mzsr.py)')
         self.kernel = None
+        self.learned_inner_lr = self.graphed_update = None  # meta mode sets them in init_training_settings
         tf32 = opt['train'].get('tf32') if opt['is_train'] else None
         if tf32 is not None:
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
@@ -80,7 +81,6 @@ class MetaSRModel(SRModel):
         self.grad_clip_norm = train_opt.get('grad_clip_norm')
         self.meta_engine = select_meta_engine(train_opt.get('meta_engine', 'auto'), self.device)
         self.skipped_updates = 0
-        self.learned_inner_lr = None
         if train_opt.get('learn_inner_lr', False):
             net = self.get_bare_model(self.net_g)
             names = [name for name, _ in net.named_parameters()]
@@ -297,7 +297,7 @@ class MetaSRModel(SRModel):
 
     def _learned_step_sizes(self):
         """Step sizes being meta-learned, else those of the loaded weights (``path.pretrain_network_g``), or None."""
-        if getattr(self, 'learned_inner_lr', None) is not None:
+        if self.learned_inner_lr is not None:
             return self.learned_inner_lr.as_dicts()
         if not hasattr(self, '_loaded_inner_lrs'):
             path = self.opt['path'].get('pretrain_network_g')
