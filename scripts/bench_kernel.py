@@ -136,7 +136,7 @@ def main(argv=None):
             for line, label in enumerate(['true'] + estimators):
                 ax = axes[line, column]
                 ax.imshow(kernel_image(on_grid(np.array(row['kernels'][label]))), interpolation='nearest')
-                title = row['name'][:10] if line == 0 else f'{row[label]["kernel_psnr"]:.1f} dB'
+                title = osp.splitext(row['name'])[0][:10] if line == 0 else f'{row[label]["kernel_psnr"]:.1f} dB'
                 ax.set_title(title, fontsize=7)
                 ax.set_xticks([])
                 ax.set_yticks([])

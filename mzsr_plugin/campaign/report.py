@@ -23,33 +23,41 @@ def _cell(entry, family):
 
 
 def plot_history(history, path, title):
-    """Draws the training curve of a campaign.
+    """Draws the training curve of a campaign: one panel per kernel family against meta-iterations, and the
+    selection score against training hours.
 
     Args:
         history (list[dict]): Entries of ``history.jsonl``.
         path (str): Output PNG.
         title (str): Figure title.
     """
-    fig = new_figure(4.2 * len(FAMILIES), 3.6)
-    axes = fig.subplots(1, len(FAMILIES))
-    hours = np.array([e['train_hours'] for e in history])
-    iters = np.array([e['meta_iter'] for e in history])
+    fig = new_figure(4.0 * (len(FAMILIES) + 1), 3.4)
+    axes = fig.subplots(1, len(FAMILIES) + 1)
     for ax, family in zip(axes, FAMILIES):
         rows = [e for e in history if family in e['families']]
         if not rows:
             ax.set_visible(False)
             continue
+        iters = [e['meta_iter'] for e in rows]
         for steps, style in (('0', 'o-'), ('1', 's-'), ('10', '^-')):
             ax.plot(iters, [e['families'][family][steps] for e in rows], style, ms=3, label=f'{steps} steps')
         ax.axhline(rows[-1]['families'][family]['bicubic'], color='gray', ls='--', label='bicubic')
         ax.set_xlabel('meta-iterations')
         ax.set_ylabel('PSNR (dB)')
         ax.set_title(family, fontsize=9)
-        top = ax.secondary_xaxis('top', functions=(lambda x: np.interp(x, iters, hours),
-                                                   lambda h: np.interp(h, hours, iters)))
-        top.set_xlabel('training hours', fontsize=8)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
+    ax = axes[-1]
+    ax.plot([e['train_hours'] for e in history], [e['score'] for e in history], 'o-', ms=3,
+            label='score (mean PSNR, 10 steps)')
+    shipped = [e for e in history if e.get('shipped')]
+    if shipped:
+        ax.plot([e['train_hours'] for e in shipped], [e['score'] for e in shipped], 'r*', ms=9, label='shipped')
+    ax.set_xlabel('training hours')
+    ax.set_ylabel('PSNR (dB)')
+    ax.set_title('selection score', fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
