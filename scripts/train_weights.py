@@ -46,6 +46,8 @@ def add_common(parser):
     parser.add_argument('--threads', type=int, help='torch CPU threads (default: torch\'s)')
     parser.add_argument('--work-dir', default=osp.join(ROOT, 'experiments', 'campaign'),
                         help='scratch folder (not committed)')
+    parser.add_argument('--workers', type=int, default=0,
+                        help='data-loader processes (GPU runs want several; 0: in-process, bit-exact resume)')
     parser.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
                         help='override an option (YAML value); prefix pretrain: or meta: for one stage, e.g. '
                         'meta:datasets.train.num_support=8')
@@ -93,7 +95,7 @@ def run_campaign(args):
     campaign = Campaign(args.model, args.train_dir, args.val_dir, args.device, state_dir=args.state_dir,
                         ship_to=None if args.no_ship else default_ship_path(args.model), recipe=args.recipe,
                         init=args.init, pretrain_iters=args.pretrain_iters, lmdb=args.lmdb,
-                        overrides=parse_overrides(args.set), work_dir=args.work_dir,
+                        overrides=parse_overrides(args.set), workers=args.workers, work_dir=args.work_dir,
                         log=lambda line: print(line, flush=True))
     campaign.run(args.minutes, args.checkpoint_minutes, args.eval_minutes, args.max_iters)
     if args.state_dir is None:

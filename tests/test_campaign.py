@@ -157,3 +157,10 @@ def test_every_kind_names_existing_option_files():
     for kind in CAMPAIGN_KINDS.values():
         for name in (kind.pretrain_options, kind.meta_options):
             assert osp.isfile(osp.join(ROOT, 'options', name)), name
+
+
+def test_data_loader_workers_feed_the_same_campaign(data, tmp_path):
+    run = campaign(data, tmp_path / 'workers', workers=2)
+    run.run(10, max_iters=3)
+    assert run.state['meta_iter'] == 3
+    assert [e['meta_iter'] for e in load_history(str(tmp_path / 'workers'))] == [0, 3]

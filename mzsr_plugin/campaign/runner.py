@@ -8,7 +8,7 @@ import time
 import torch
 import yaml
 from os import path as osp
-from torch.utils.data import default_collate
+from torch.utils.data import DataLoader, default_collate
 
 from basicsr.data import build_dataset
 from mzsr_plugin.compat import atomic_torch_save
@@ -85,12 +85,14 @@ class Campaign:
             ``{'meta:datasets.train.num_support': 8}`` for the official task size on a GPU; a ``pretrain:`` or
             ``meta:`` prefix limits a key to that stage, unprefixed keys apply to both.
         selection_crop (int): HR side of the selection-set crops.
+        workers (int): Data-loader processes (a GPU needs them to be fed); 0 makes the tasks in this process, which
+            resumes bit-exactly (workers draw from their own generators, seeded from the campaign's).
         work_dir (str): Scratch folder for the model's own files (not committed).
         log (callable): Prints progress lines.
     """
 
     def __init__(self, kind, train_dir, val_dir, device='cpu', state_dir=None, ship_to=None, recipe=None, init=None,
-                 pretrain_iters=20000, lmdb=False, overrides=None, selection_crop=SELECTION_CROP,
+                 pretrain_iters=20000, lmdb=False, overrides=None, selection_crop=SELECTION_CROP, workers=0,
                  work_dir='experiments/campaign', log=print):
         if kind not in CAMPAIGN_KINDS:
             raise ValueError(f'--model {kind!r}: expected one of {sorted(CAMPAIGN_KINDS)}')
@@ -108,6 +110,7 @@ class Campaign:
         self.ship_to = ship_to
         self.overrides = dict(overrides or {})
         self.selection_crop = selection_crop
+        self.workers = int(workers)
         self.work_dir = osp.abspath(work_dir)
         self.log = log
         os.makedirs(self.state_dir, exist_ok=True)
@@ -206,9 +209,26 @@ class Campaign:
         self.dataset = build_dataset(opt['datasets']['train'])
         self.batch_size = int(opt['datasets']['train']['batch_size_per_gpu'])
         self.opt = opt
+        self.batches = self._loader() if self.workers else None
         return model
 
+    def _loader(self):
+        """Endless batches from worker processes, each seeded from the campaign's generator."""
+        seed = int(np.random.randint(2**31))
+
+        def init(worker):
+            np.random.seed(seed + worker)
+            random.seed(seed + worker)
+
+        loader = DataLoader(self.dataset, batch_size=self.batch_size, shuffle=True, num_workers=self.workers,
+                            drop_last=True, persistent_workers=True, worker_init_fn=init,
+                            pin_memory=self.device.type == 'cuda')
+        while True:
+            yield from loader
+
     def _batch(self):
+        if self.batches is not None:
+            return next(self.batches)
         items = [self.dataset[int(np.random.randint(len(self.dataset)))] for _ in range(self.batch_size)]
         return default_collate(items)
 
