@@ -149,3 +149,13 @@ def test_app_photo_tab_accepts_estimate(photo):
     with pytest.raises(app.AppError, match='the image is flat'):
         app.super_resolve_photo(str(photo / 'flat.png'), 'estimate', None, 2, 1, str(photo / 'w.pth'), False,
                                 str(photo))
+
+
+def test_app_clean_photo_tab_reports_psnr_per_step(photo, tmp_path):
+    from mzsr_plugin import app
+    result = app.try_clean_photo('chelsea', None, 'g_d_2.0', None, 2, 2, str(photo / 'w.pth'), str(tmp_path))
+    assert [row[0] for row in result['table']] == ['bicubic', 'MZSR 0', 'MZSR 1', 'MZSR 2']
+    assert abs(float(result['table'][0][1]) - 31.84) < 0.01  # bicubic of skimage chelsea, g^d_2.0, x2
+    assert 'after 2 step(s)' in result['info'] and osp.getsize(result['plot']) > 5000
+    with pytest.raises(app.AppError, match="photo 'lena': choose one of astronaut, chelsea, coffee"):
+        app.try_clean_photo('lena', None, 'g_d_2.0', None, 2, 1, None, str(tmp_path))
