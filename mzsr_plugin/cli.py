@@ -35,7 +35,8 @@ from mzsr_plugin.utils.matlab_resize import imresize_pt
 from mzsr_plugin.zssr import ZSSR_DEFAULTS, zssr_super_resolve
 
 # mzsr-sr flag -> the val.adapt key whose check it shares (mzsr_plugin.option_schema.VAL_ADAPT).
-FLAG_KEYS = {'--steps': 'steps', '--tile': 'tile', '--crop-budget': 'crop_budget', '--seed': 'seed',
+# (--scale and --steps are checked together in _plan.)
+FLAG_KEYS = {'--tile': 'tile', '--crop-budget': 'crop_budget', '--seed': 'seed',
              '--zssr-iters': 'zssr_iters', '--back-projection': 'back_projection'}
 DEFAULT_WEIGHTS = osp.join(osp.dirname(osp.abspath(__file__)), 'weights', 'mzsr_x2_direct.pth')
 # Kernel files looked up per image in --kernel-dir, first match wins (``_0``: ZSSR/KernelGAN naming).

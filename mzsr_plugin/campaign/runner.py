@@ -45,6 +45,11 @@ def apply_overrides(opt, overrides):
     return opt
 
 
+def cpu_state(module):
+    """A module's state dict as CPU copies (what the state file and the shipped weights hold)."""
+    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+
+
 def load_history(kind_dir):
     """Every evaluation of a campaign, oldest first (``history.jsonl``, one JSON object per line)."""
     path = osp.join(kind_dir, HISTORY_FILE)
@@ -158,10 +163,10 @@ class Campaign:
 
     def _capture(self):
         net = self.model.get_bare_model(self.model.net_g)
-        self.state['params'] = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
-        learned = getattr(self.model, 'learned_inner_lr', None)
+        self.state['params'] = cpu_state(net)
+        learned = self.model.learned_inner_lr
         if learned is not None:
-            self.state['inner_lrs'] = {k: v.detach().cpu().clone() for k, v in learned.state_dict().items()}
+            self.state['inner_lrs'] = cpu_state(learned)
         self.state['optimizer'] = self.model.optimizer_g.state_dict()
         self.state['scheduler'] = [s.state_dict() for s in self.model.schedulers]
 
@@ -238,7 +243,7 @@ class Campaign:
         if self._cases is None:
             self._cases = selection_cases(self.val_dir, self.kind.scale, self.kind.downsample, self.selection_crop)
         net = self.model.get_bare_model(self.model.net_g)
-        learned = getattr(self.model, 'learned_inner_lr', None)
+        learned = self.model.learned_inner_lr
         net.inner_lrs = learned.as_dicts() if learned is not None else None
         start = time.perf_counter()
         result = score_network(net, self._cases, self.device)
@@ -268,9 +273,9 @@ class Campaign:
         return entry
 
     def _ship(self, net, learned):
-        weights = {'params': {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}}
+        weights = {'params': cpu_state(net)}
         if learned is not None:
-            weights['inner_lrs'] = {k: v.detach().cpu().clone() for k, v in learned.state_dict().items()}
+            weights['inner_lrs'] = cpu_state(learned)
         os.makedirs(osp.dirname(osp.abspath(self.ship_to)), exist_ok=True)
         atomic_torch_save(weights, self.ship_to)
 

@@ -21,6 +21,7 @@ against the eager engines; the capture itself needs CUDA.
 import torch
 
 from .inner_loop import forward, l1_loss, sgd_step
+from .meta_learning import assign_meta_gradients
 
 
 def graphs_available(device):
@@ -103,15 +104,8 @@ class GraphedMetaUpdate:
         lr = self.learned().detach().requires_grad_(True) if self.learned is not None else self.inner_lr
         grads, meta_loss, support, query = self.engine(self.net, self.params, self.tasks, lr, self.inner_steps,
                                                        self.weights, second_order)
-        if self.learned is not None:
-            self.learned.log_lr.grad = grads.pop('inner_lr') * lr.detach()
-        for name, p in self.params.items():
-            p.grad = grads[name]
-        norms = [torch.linalg.vector_norm(g) for g in grads.values()]
-        grad_norm = torch.linalg.vector_norm(torch.stack(norms))
+        grad_norm = assign_meta_gradients(self.params, grads, self.learned, lr)
         finite = torch.isfinite(meta_loss) & torch.isfinite(grad_norm)
-        if self.learned is not None:
-            finite = finite & torch.isfinite(self.learned.log_lr.grad).all()
         before = self._save()
         if self.grad_clip_norm:
             torch.nn.utils.clip_grad_norm_(self.params.values(), float(self.grad_clip_norm))

@@ -55,9 +55,23 @@ def sgd_step(net, params, lq, gt, lr, create_graph):
     """
     loss = l1_loss(forward(net, params, lq), gt)
     grads = torch.autograd.grad(loss, tuple(params.values()), create_graph=create_graph)
+    return sgd_update(params, dict(zip(params, grads)), lr), loss
+
+
+def sgd_update(params, grads, lr):
+    """``p - lr * g`` for every parameter, with one step size or one per parameter tensor (new tensors).
+
+    Args:
+        params (dict[str, Tensor]): Parameters.
+        grads (dict[str, Tensor]): Their gradients, by the same names.
+        lr (float | Tensor | dict[str, float | Tensor]): Step size, or step sizes by parameter name.
+
+    Returns:
+        dict[str, Tensor]: Updated parameters.
+    """
     if isinstance(lr, dict):
-        return {name: p - lr[name] * g for (name, p), g in zip(params.items(), grads)}, loss
-    return {name: p - lr * g for (name, p), g in zip(params.items(), grads)}, loss
+        return {name: p - lr[name] * grads[name] for name, p in params.items()}
+    return {name: p - lr * grads[name] for name, p in params.items()}
 
 
 def detached_params(net):

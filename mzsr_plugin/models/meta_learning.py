@@ -13,7 +13,7 @@ them as constants.
 import torch
 from torch.func import functional_call, grad, grad_and_value, vmap
 
-from .inner_loop import forward, l1_loss, sgd_step
+from .inner_loop import forward, l1_loss, sgd_step, sgd_update
 
 
 def multi_step_loss_weights(num_steps, iteration, decay=6e-5):
@@ -119,8 +119,7 @@ def _task_meta_loss(net, inner_lr, weights, second_order, params, support_lq, su
         inner_grads, loss = grad_and_value(support_loss)(fast)
         if not second_order:
             inner_grads = {name: g.detach() for name, g in inner_grads.items()}
-        lr = step_lr(inner_lr, step, params)
-        fast = {name: fast[name] - (lr[name] if isinstance(lr, dict) else lr) * inner_grads[name] for name in fast}
+        fast = sgd_update(fast, inner_grads, step_lr(inner_lr, step, params))
         query_loss = l1_loss(functional_call(net, fast, (query_lq, )), query_gt)
         meta_loss = meta_loss + weights[step] * query_loss
         support_losses.append(loss)
@@ -147,6 +146,29 @@ def meta_gradients_batched(net, params, tasks, inner_lr, inner_steps, weights, s
 
     grads, (meta_loss, support_losses, query_losses) = grad(mean_meta_loss, has_aux=True)(dict(params, **learned))
     return grads, meta_loss, support_losses, query_losses
+
+
+def assign_meta_gradients(params, grads, learned=None, inner_lr=None):
+    """Sets ``.grad`` of the meta-parameters from an engine's meta-gradients, without a host sync.
+
+    Args:
+        params (dict[str, Tensor]): Meta-parameters θ.
+        grads (dict[str, Tensor]): The engine's gradients; ``'inner_lr'`` (w.r.t. the step sizes) is popped.
+        learned (LearnedInnerLR | None): Learned log step sizes: their gradient is chained through ``exp``.
+        inner_lr (Tensor | None): The step sizes the engine ran with (``learned()``, detached).
+
+    Returns:
+        Tensor: L2 norm of the network's meta-gradient; NaN when the step sizes' gradient is not finite, so one
+        finiteness check of the norm covers both.
+    """
+    if learned is not None:
+        learned.log_lr.grad = grads.pop('inner_lr') * inner_lr.detach()
+    for name, p in params.items():
+        p.grad = grads[name]
+    grad_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads.values()]))
+    if learned is not None:
+        grad_norm = torch.where(torch.isfinite(learned.log_lr.grad).all(), grad_norm, torch.nan)
+    return grad_norm
 
 
 META_ENGINES = {'loop': meta_gradients_loop, 'batched': meta_gradients_batched}

@@ -2,13 +2,13 @@ import mmengine.dist
 import numpy as np
 import time
 import torch
+from collections import OrderedDict
+from torch.nn.parallel import DistributedDataParallel
+
 from basicsr.metrics import calculate_metric
 from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger, tensor2img
 from basicsr.utils.registry import MODEL_REGISTRY
-from collections import OrderedDict
-from torch.nn.parallel import DistributedDataParallel
-
 from mzsr_plugin.data.meta_task_dataset import crop_task_to_scale
 from mzsr_plugin.option_schema import META_TRAIN, VAL_ADAPT, check_section
 from mzsr_plugin.zssr import ZSSR_DEFAULTS, zssr_super_resolve
@@ -16,7 +16,7 @@ from .adaptation import (DEFAULT_CROP_BUDGET, DEFAULT_TILE, at_scale, check_outp
                          super_resolve, super_resolve_image)
 from .cuda_graphs import GraphedMetaUpdate, graphs_available
 from .inner_loop import LearnedInnerLR, detached_params, load_inner_lrs
-from .meta_learning import multi_step_loss_weights, select_meta_engine
+from .meta_learning import assign_meta_gradients, multi_step_loss_weights, select_meta_engine
 
 
 @MODEL_REGISTRY.register()
@@ -226,13 +226,7 @@ class MetaSRModel(SRModel):
             for g in grads.values():
                 mmengine.dist.all_reduce(g, op='mean')
         self.optimizer_g.zero_grad(set_to_none=True)
-        if learned is not None:
-            learned.log_lr.grad = grads.pop('inner_lr') * inner_lr.detach()
-        for name, p in params.items():
-            p.grad = grads[name]
-        grad_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads.values()]))
-        if learned is not None and not bool(torch.isfinite(learned.log_lr.grad).all()):
-            grad_norm = grad_norm * float('nan')
+        grad_norm = assign_meta_gradients(params, grads, learned, inner_lr)
         finite = bool(torch.isfinite(meta_loss)) and bool(torch.isfinite(grad_norm))
         if finite:
             if self.grad_clip_norm:
