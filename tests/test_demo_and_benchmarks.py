@@ -66,9 +66,10 @@ def run_script(name, *argv):
 
 
 def test_plot_adaptation_draws_figure_3(tmp_path, shared):
-    shared('mzsr_official', 'Input', 'g20')
+    official = shared('mzsr_official')
     weights = _tiny_weights(tmp_path / 'w.pth')
     result = run_script('plot_adaptation.py', '--weights', weights, '--pretrained', weights, '--zssr-psnr', 35.13,
+                        '--official-dir', official,
                         '--out', tmp_path / 'figure3.png', '--device', 'cpu')
     assert result.returncode == 0, result.stderr[-2000:]
     numbers = json.loads((tmp_path / 'figure3.json').read_text())
@@ -79,9 +80,10 @@ def test_plot_adaptation_draws_figure_3(tmp_path, shared):
 
 
 def test_bench_table2_layout(tmp_path, shared):
-    shared('benchmark', 'Set5')
+    benchmark = shared('benchmark')
     weights = _tiny_weights(tmp_path / 'w.pth')
-    result = run_script('bench_table2.py', '--weights', weights, '--sets', 'Set5', '--kernels', 'g_d_2.0,g_d_0.2',
+    result = run_script('bench_table2.py', '--weights', weights, '--benchmark', benchmark, '--sets', 'Set5',
+                        '--kernels', 'g_d_2.0,g_d_0.2',
                         '--out', tmp_path / 'table2.md', '--device', 'cpu')
     assert result.returncode == 0, result.stderr[-2000:]
     table = (tmp_path / 'table2.md').read_text()
