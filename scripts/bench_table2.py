@@ -4,19 +4,25 @@
 Sets (HR from ../shared/data/benchmark, LR made as the official inputs: correlate, keep every 2nd pixel, round):
 Set5, B100 (first 20 images), Urban100 (first 5). Kernels: g^d_0.2, g^d_2.0 and the anisotropic g^d_ani of
 ``options/mzsr_test_x2.yml``. ZSSR takes minutes per image on a CPU: ``--zssr-sets Set5`` limits it (the rest are
-marked as not run). Prints a Markdown table (PSNR dB, seconds per image in brackets) and writes it with ``--out``.
+marked as not run). ZSSR does not depend on the MZSR weights, so ``--zssr-cache`` keeps its result per image (PSNR,
+seconds, iterations, machine), written after every image: a rerun for new weights, or after an interruption, only
+runs the images not cached. Prints a Markdown table (PSNR dB, seconds per image in brackets) and writes it with
+``--out``.
 
-    python scripts/bench_table2.py --zssr-sets Set5 --out table2.md
+    python scripts/bench_table2.py --zssr-sets Set5 --zssr-cache zssr.json --out table2.md
 """
 import argparse
 import json
 import numpy as np
+import os
 import time
 import torch
 from os import path as osp
 
 import mzsr_plugin  # noqa: F401  (first: makes basicsr importable on any torchvision)
 from bench_adapt import zssr_row
+from mzsr_plugin.campaign.report import file_sha256
+from mzsr_plugin.campaign.runner import machine_label
 from mzsr_plugin.data.kernel_test_dataset import MZSRKernelTestDataset
 from mzsr_plugin.demo import DEFAULT_WEIGHTS
 from mzsr_plugin.evaluation import bicubic_psnr, evaluate_adaptation, images_from_dataset, load_mzsr_weights
@@ -35,6 +41,42 @@ def cases(benchmark, name, limit, kernel):
     return images_from_dataset(dataset)
 
 
+def load_cache(file):
+    if not file or not osp.isfile(file):
+        return {}
+    try:
+        with open(file) as f:
+            cache = json.load(f)
+    except ValueError as error:
+        raise ValueError(f'--zssr-cache {file}: not a JSON file of cached ZSSR results ({error})') from None
+    if not isinstance(cache, dict):
+        raise ValueError(f'--zssr-cache {file}: expected a JSON object keyed by case, got {type(cache).__name__}')
+    return cache
+
+
+def save_cache(file, cache):
+    tmp = f'{file}.tmp'
+    with open(tmp, 'w') as f:
+        json.dump(cache, f, indent=1, sort_keys=True)
+    os.replace(tmp, file)
+
+
+def zssr_cells(images, set_name, kernel, args, cache):
+    """ZSSR per image, from the cache where it holds the case (same set, kernel, image, iteration cap and seed)."""
+    entries = []
+    for image in images:
+        key = f'{set_name}/{kernel}/{image.name}/iters{args.zssr_iters}/seed0'
+        if key not in cache:
+            psnr, seconds, iterations = zssr_row(image, args.device, args.zssr_iters, seed=0)
+            cache[key] = {'psnr': psnr, 'seconds': seconds, 'iterations': iterations,
+                          'machine': machine_label(args.device)}
+            print(f'  ZSSR {key}: {psnr:.2f} dB, {iterations} iterations, {seconds:.0f} s', flush=True)
+            if args.zssr_cache:
+                save_cache(args.zssr_cache, cache)
+        entries.append(cache[key])
+    return entries
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--weights', default=DEFAULT_WEIGHTS)
@@ -43,13 +85,18 @@ def main(argv=None):
     parser.add_argument('--kernels', default=','.join(KERNELS))
     parser.add_argument('--zssr-sets', default='', help='comma-separated sets to run ZSSR on (default: none)')
     parser.add_argument('--zssr-iters', type=int, default=3000)
+    parser.add_argument('--zssr-cache', help='JSON file of ZSSR results per image, read and extended')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--out', help='write the Markdown table here (and the numbers as .json beside it)')
     args = parser.parse_args(argv)
     net = load_mzsr_weights(args.weights, 2, args.device)
     zssr_sets = {s for s in args.zssr_sets.split(',') if s}
-    machine = torch.cuda.get_device_name() if torch.device(args.device).type == 'cuda' else 'CPU'
-    columns, cells = [], {}
+    machine = machine_label(args.device)
+    try:
+        cache = load_cache(args.zssr_cache)
+    except ValueError as error:
+        parser.error(str(error))
+    columns, cells, zssr_machines = [], {}, set()
     for name in args.sets.split(','):
         for kernel in args.kernels.split(','):
             images = cases(args.benchmark, name, SETS.get(name), kernel)
@@ -63,12 +110,16 @@ def main(argv=None):
                 cells[(f'MZSR({steps})', column)] = (float(np.mean([r.psnr[steps] for r in results])),
                                                      float(np.mean([r.seconds[steps] for r in results])))
             if name in zssr_sets:
-                rows = [zssr_row(image, args.device, args.zssr_iters, seed=0) for image in images]
-                cells[('ZSSR', column)] = (float(np.mean([r[0] for r in rows])), float(np.mean([r[1] for r in rows])))
+                entries = zssr_cells(images, name, kernel, args, cache)
+                cells[('ZSSR', column)] = (float(np.mean([e['psnr'] for e in entries])),
+                                           float(np.mean([e['seconds'] for e in entries])))
+                zssr_machines.update(e['machine'] for e in entries)
             print(f'{column}: ' + ', '.join(f'{m} {v[0]:.2f}' for (m, c), v in cells.items() if c == column),
                   flush=True)
     methods = ['Bicubic', 'ZSSR'] + [f'MZSR({s})' for s in STEPS]
-    lines = [f'x2 direct, weights `{osp.relpath(args.weights, ROOT)}`, {machine}: PSNR dB (seconds per image)', '',
+    zssr_note = f'; ZSSR (at most {args.zssr_iters} iterations) on {", ".join(sorted(zssr_machines))}'
+    lines = [f'x2 direct, weights `{osp.relpath(args.weights, ROOT)}`, MZSR on {machine}'
+             f'{zssr_note if zssr_machines else ""}: PSNR dB (seconds per image)', '',
              '| method | ' + ' | '.join(columns) + ' |', '|---|' + '---|' * len(columns)]
     for method in methods:
         row = [f'{cells[(method, c)][0]:.2f} ({cells[(method, c)][1]:.2f} s)' if (method, c) in cells else 'not run'
@@ -80,7 +131,8 @@ def main(argv=None):
         with open(args.out, 'w') as f:
             f.write(table + '\n')
         with open(osp.splitext(args.out)[0] + '.json', 'w') as f:
-            json.dump({'machine': machine, 'weights': osp.relpath(args.weights, ROOT),
+            json.dump({'machine': machine, 'zssr_machines': sorted(zssr_machines),
+                       'weights': osp.relpath(args.weights, ROOT), 'weights_sha256': file_sha256(args.weights),
                        'cells': {f'{m} | {c}': v for (m, c), v in cells.items()}}, f, indent=1)
 
 

@@ -17,6 +17,8 @@ from os import path as osp
 
 import mzsr_plugin  # noqa: F401  (first: makes basicsr importable on any torchvision)
 from bench_adapt import OFFICIAL, set5_g20, zssr_row
+from mzsr_plugin.campaign.report import file_sha256
+from mzsr_plugin.campaign.runner import machine_label
 from mzsr_plugin.demo import DEFAULT_WEIGHTS
 from mzsr_plugin.evaluation import bicubic_psnr, evaluate_adaptation, load_mzsr_weights, mean_psnr
 from mzsr_plugin.utils.figures import plot_psnr_vs_steps
@@ -65,7 +67,8 @@ def main(argv=None):
     plot_psnr_vs_steps(curves, args.out, title='Set5, g^d_2.0 x2: PSNR vs adaptation steps')
     with open(osp.splitext(args.out)[0] + '.json', 'w') as f:
         json.dump({'steps': list(STEPS), 'curves': {k: v for k, v in table.items()}, 'bicubic': curves['bicubic'],
-                   'zssr': zssr, 'weights': osp.relpath(args.weights, ROOT), 'device': args.device}, f, indent=1)
+                   'zssr': zssr, 'weights': osp.relpath(args.weights, ROOT),
+                   'weights_sha256': file_sha256(args.weights), 'machine': machine_label(args.device)}, f, indent=1)
     print(f'saved {args.out}')
 
 

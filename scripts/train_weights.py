@@ -8,13 +8,16 @@ Subcommands (``--model`` is one of x2_direct, x2_bicubic, x4_direct, multiscale)
   the selection score improves. A new campaign pretrains (stage 1) unless ``--init`` gives weights to start from.
 - ``compare``: run several recipes for a few minutes each from the same weights, side by side, and record the
   held-out PSNR each reached per CPU-hour (``recipes.json``), without touching the shipped weights.
-- ``report``: regenerate the model card's campaign section and training curve from the history.
+- ``report``: regenerate the model card's campaign section and training curve from the history, and the model
+  card's and README's measured numbers from the benchmark outputs in the campaign folder; ``--measure`` first
+  reruns those benchmarks for the shipped weights (``bench_table2.py`` on Set5 with ZSSR from its per-image cache,
+  then ``plot_adaptation.py`` with that ZSSR PSNR).
 
 Examples::
 
     python scripts/train_weights.py campaign --model x2_direct --minutes 150 --device cpu
     python scripts/train_weights.py compare --model x2_direct --minutes 8 --parallel 2
-    python scripts/train_weights.py report --model x2_direct
+    python scripts/train_weights.py report --model x2_direct --measure
 """
 import argparse
 import json
@@ -28,7 +31,7 @@ import yaml
 from os import path as osp
 
 from mzsr_plugin.campaign import CAMPAIGN_KINDS, RECIPES, Campaign, campaign_dir, load_history
-from mzsr_plugin.campaign.report import FAMILIES, write_report
+from mzsr_plugin.campaign.report import FAMILIES, write_measured, write_report
 from mzsr_plugin.campaign.runner import default_ship_path
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -86,6 +89,10 @@ def parse_args(argv=None):
     compare.add_argument('--init', help='weights every recipe starts from (default: the shipped weights)')
     report = sub.add_parser('report', help='model card section and training curve from the history')
     report.add_argument('--model', default='x2_direct', choices=sorted(CAMPAIGN_KINDS))
+    report.add_argument('--measure', action='store_true',
+                        help='rerun Figure 3 and Table 2 (Set5) for the shipped weights first (minutes on a CPU; '
+                        'ZSSR images missing from the cache take minutes each)')
+    report.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     return parser.parse_args(argv)
 
 
@@ -99,7 +106,37 @@ def run_campaign(args):
                         log=lambda line: print(line, flush=True))
     campaign.run(args.minutes, args.checkpoint_minutes, args.eval_minutes, args.max_iters)
     if args.state_dir is None:
-        write_report(args.model)
+        report(args.model)
+
+
+def run_script(name, *argv):
+    cmd = [sys.executable, osp.join(ROOT, 'scripts', name), *map(str, argv)]
+    print('$ ' + ' '.join(cmd[1:]), flush=True)
+    if subprocess.run(cmd).returncode:
+        raise SystemExit(f'{name} failed (see its output above); the model card and README were left as they were')
+
+
+def measure(kind_name, device):
+    """Reruns the benchmarks behind the generated numbers for the shipped weights of ``kind_name``."""
+    kind = CAMPAIGN_KINDS[kind_name]
+    if (kind.scale, kind.downsample) != (2, 'direct'):
+        raise SystemExit(f'--measure: Figure 3 and Table 2 follow the x2 direct protocol; --model {kind_name} has no '
+                         'measurement yet')
+    folder, weights = campaign_dir(kind_name), default_ship_path(kind_name)
+    run_script('bench_table2.py', '--weights', weights, '--sets', 'Set5', '--zssr-sets', 'Set5', '--zssr-cache',
+               osp.join(folder, 'zssr_cache.json'), '--out', osp.join(folder, 'table2_set5.md'), '--device', device)
+    with open(osp.join(folder, 'table2_set5.json')) as f:
+        zssr = json.load(f)['cells']['ZSSR | Set5 (5) g_d_2.0'][0]
+    run_script('plot_adaptation.py', '--weights', weights, '--zssr-psnr', zssr, '--out',
+               osp.join(folder, 'figure3.png'), '--device', device)
+
+
+def report(kind):
+    section = write_report(kind)
+    for name in write_measured(kind):
+        print(f'warning: {name} measured other weights than the shipped ones; rerun '
+              f'`python scripts/train_weights.py report --model {kind} --measure`', flush=True)
+    return section
 
 
 def run_compare(args):
@@ -175,7 +212,9 @@ def main(argv=None):
     elif args.command == 'compare':
         run_compare(args)
     else:
-        print(write_report(args.model))
+        if args.measure:
+            measure(args.model, args.device)
+        print(report(args.model))
 
 
 if __name__ == '__main__':

@@ -3,6 +3,7 @@
 Runs on a tiny net and generated images (a few iterations each); the real campaign's numbers live in its committed
 history, which the model card is generated from.
 """
+import hashlib
 import json
 import os
 import pytest
@@ -140,6 +141,66 @@ def test_report_is_generated_from_the_history(data, tmp_path, monkeypatch):
     assert f'| {last["meta_iter"]} | {last["train_hours"]:.2f} |' in text
     assert f'{last["families"]["random"]["10"]:.2f}' in text and '| lslr_wide |' in text
     assert osp.getsize(state / 'curve.png') > 10000
+
+
+def _measured_folder(folder, weights_sha):
+    """A campaign folder with one shipped history entry and Figure 3 / Table 2 outputs of the given weights."""
+    folder.mkdir()
+    entry = {'meta_iter': 40, 'train_hours': 0.5, 'shipped': True, 'families': {
+        'random': {'0': 27.0, '1': 27.1, '10': 28.0, 'bicubic': 26.0}}}
+    (folder / 'history.jsonl').write_text(json.dumps(entry) + '\n')
+    curve = {str(s): 30.0 + s * 0.5 for s in range(11)}
+    (folder / 'figure3.json').write_text(json.dumps({
+        'steps': list(range(11)), 'curves': {'pretrained (stage 1)': {str(s): 29.0 for s in range(11)},
+                                             'meta-trained': curve}, 'bicubic': 28.73, 'zssr': 35.0,
+        'weights_sha256': weights_sha, 'machine': 'CPU test'}))
+    cells = {'MZSR(10) | Set5 (5) g_d_2.0': [35.61, 2.0], 'MZSR(1) | Set5 (5) g_d_0.2': [31.9, 0.5],
+             'ZSSR | Set5 (5) g_d_2.0': [35.2, 300.0]}
+    (folder / 'table2_set5.json').write_text(json.dumps({'cells': cells, 'zssr_machines': ['CPU test'],
+                                                         'weights_sha256': weights_sha}))
+    (folder / 'table2_set5.md').write_text('| method | Set5 (5) g_d_2.0 |\n|---|---|\n| MZSR(10) | 35.61 (2.00 s) |\n')
+
+
+def test_measured_numbers_are_generated_and_stale_ones_flagged(tmp_path, monkeypatch):
+    weights = tmp_path / 'w.pth'
+    weights.write_bytes(b'weights')
+    sha = report_module.file_sha256(str(weights))
+    assert sha == hashlib.sha256(b'weights').hexdigest()
+    _measured_folder(tmp_path / 'x2_direct', sha)
+    monkeypatch.setattr(report_module, 'campaign_dir', lambda kind: str(tmp_path / kind))
+    monkeypatch.setattr(report_module, 'default_ship_path', lambda kind: str(weights))
+    card, readme = tmp_path / 'CARD.md', tmp_path / 'README.md'
+    card.write_text('# card\n\n<!-- summary:x2_direct -->\nprevious summary\n<!-- /summary:x2_direct -->\n\n'
+                    'hand-written part\n')
+    readme.write_text('# readme\n\n<!-- results:x2_direct -->\n<!-- /results:x2_direct -->\n\nkept\n')
+    for _ in range(2):  # idempotent
+        assert report_module.write_measured('x2_direct', card=str(card), readme=str(readme)) == []
+    text, results = card.read_text(), readme.read_text()
+    assert text.count('<!-- measured:x2_direct -->') == 1 and 'hand-written part' in text
+    assert 'previous summary' not in text
+    assert 'before adaptation they score 30.00 dB on Set5 g^d_2.0, after one step 30.50 and after ten 35.00' in text
+    assert '| **these weights** | 30.00 | 30.50 | 31.00 |' in text and '| MZSR(10) | 35.61 (2.00 s) |' in text
+    assert 'Stale' not in text + results and 'kept' in results
+    assert '| **shipped weights, MZSR(10)** | 35.00 | 36.05 |' in results
+    assert '| our ZSSR (`bench_table2.py`, 300 s per image on CPU test) | 35.20 | 34.90 |' in results
+    # Targets: random-kernel gains from the shipped history entry, Set5 from Table 2; each judged on its threshold.
+    assert '| held-out random kernels: MZSR(10) − MZSR(0) | ≥ 0.5 dB | 1.00 | met |' in results
+    assert '| held-out random kernels: MZSR(1) − MZSR(0) | ≥ 0.2 dB | 0.10 | not met (-0.10 dB) |' in results
+    assert '| Set5 g^d_2.0: MZSR(10) | ≥ 35.5 dB | 35.61 | met |' in results
+    assert '| Set5 g^d_0.2: MZSR(1) | ≥ 32 dB | 31.90 | not met (-0.10 dB) |' in results
+    # New shipped weights: the old numbers are flagged, not passed off as theirs.
+    weights.write_bytes(b'new weights')
+    assert report_module.write_measured('x2_direct', card=str(card), readme=str(readme)) == [
+        'figure3.json', 'table2_set5.json']
+    assert readme.read_text().count('**Stale**: figure3.json, table2_set5.json measured other weights') == 1
+    assert '**Stale**' in card.read_text()
+
+
+def test_measure_refuses_kinds_without_a_protocol():
+    run = subprocess.run([sys.executable, osp.join(ROOT, 'scripts', 'train_weights.py'), 'report', '--model',
+                          'x4_direct', '--measure', '--device', 'cpu'], capture_output=True, text=True, timeout=120)
+    assert run.returncode != 0
+    assert '--measure: Figure 3 and Table 2 follow the x2 direct protocol; --model x4_direct has no' in run.stderr
 
 
 def test_committed_campaign_state_stays_out_of_the_wheel(tmp_path):

@@ -93,3 +93,35 @@ def test_bench_table2_layout(tmp_path, shared):
     assert abs(cells['Bicubic | Set5 (5) g_d_2.0'][0] - 28.73) < 0.01
     assert abs(cells['Bicubic | Set5 (5) g_d_0.2'][0] - 30.24) < 0.01
     assert all(f'MZSR({s}) | Set5 (5) g_d_2.0' in cells for s in (0, 1, 10))
+
+
+def test_bench_table2_zssr_cache_is_filled_then_reused(tmp_path, shared):
+    benchmark = shared('benchmark')
+    weights = _tiny_weights(tmp_path / 'w.pth')
+    cache = tmp_path / 'zssr.json'
+    args = ('bench_table2.py', '--weights', weights, '--benchmark', benchmark, '--sets', 'Set5', '--kernels', 'g_d_2.0',
+            '--zssr-sets', 'Set5', '--zssr-iters', 2, '--zssr-cache', cache, '--out', tmp_path / 'table2.md',
+            '--device', 'cpu')
+    result = run_script(*args)
+    assert result.returncode == 0, result.stderr[-2000:]
+    entries = json.loads(cache.read_text())
+    assert sorted(entries) == [f'Set5/g_d_2.0/{n}/iters2/seed0' for n in ('baby', 'bird', 'butterfly', 'head', 'woman')]
+    assert all(e['iterations'] == 2 and e['psnr'] > 20 and e['machine'].startswith('CPU') for e in entries.values())
+    first = json.loads((tmp_path / 'table2.json').read_text())['cells']['ZSSR | Set5 (5) g_d_2.0'][0]
+    assert abs(first - sum(e['psnr'] for e in entries.values()) / 5) < 1e-9
+    # A rerun (new weights) takes ZSSR from the cache: no ZSSR runs, the cached numbers in the table.
+    cache.write_text(json.dumps({k: dict(e, psnr=50.0, seconds=7.0) for k, e in entries.items()}))
+    result = run_script(*args)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert 'ZSSR Set5/' not in result.stdout
+    assert '| ZSSR | 50.00 (7.00 s) |' in (tmp_path / 'table2.md').read_text()
+
+
+def test_bench_table2_bad_zssr_cache(tmp_path, shared):
+    cache = tmp_path / 'zssr.json'
+    cache.write_text('[1, 2]')
+    result = run_script('bench_table2.py', '--weights', _tiny_weights(tmp_path / 'w.pth'), '--benchmark',
+                        shared('benchmark'), '--sets', 'Set5', '--zssr-sets', 'Set5', '--zssr-cache', cache)
+    assert result.returncode != 0
+    assert f'--zssr-cache {cache}: expected a JSON object keyed by case, got list' in result.stderr
+    assert cache.read_text() == '[1, 2]'
