@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import pytest
+import signal
 import subprocess
 import sys
 import torch
@@ -105,6 +106,25 @@ def test_selection_set_is_fixed_and_covers_the_three_kernel_families(data):
     assert len({float(c.kernel.max()) for f, c in first if f == 'random'}) == 8  # a different kernel per image
     with pytest.raises(FileNotFoundError, match='the selection set needs 12'):
         selection_cases(str(data / 'train'))
+
+
+def test_sigterm_saves_the_state_and_stops(data, tmp_path):
+    run = campaign(data, tmp_path / 'killed')
+    step, calls = run._step, []
+
+    def step_then_kill():
+        calls.append(step())
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # what `kill` or a scheduler sends; the iteration still finishes
+        return calls[-1]
+
+    run._step = step_then_kill
+    handler = signal.getsignal(signal.SIGTERM)
+    entries = run.run(10, checkpoint_minutes=100, max_iters=50)
+    assert len(calls) == 2 and len(entries) == 1  # the starting evaluation only: no final one after a kill
+    assert signal.getsignal(signal.SIGTERM) is handler  # the handler is put back
+    resumed = campaign(data, tmp_path / 'killed')  # saved although no checkpoint interval passed
+    assert resumed.state['meta_iter'] == 2 and resumed.state['segments'][-1]['meta_iters'] == 2
 
 
 def test_bad_campaign_arguments_are_named(data, tmp_path):

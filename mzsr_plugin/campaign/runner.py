@@ -4,6 +4,8 @@ import numpy as np
 import os
 import platform
 import random
+import signal
+import threading
 import time
 import torch
 import yaml
@@ -19,6 +21,8 @@ from .selection import SELECTION_CROP, better, score_network, selection_cases
 STATE_FILE = 'state.pth'
 HISTORY_FILE = 'history.jsonl'
 STAGES = ('pretrain', 'meta')
+# A kill or Ctrl-C finishes the current iteration, saves the state and stops: nothing trained is lost.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def machine_label(device):
@@ -290,8 +294,14 @@ class Campaign:
         self.state[key] = current
         return current
 
+    def _request_stop(self, signum, frame):
+        self.stop_signal = signal.Signals(signum).name
+
     def run(self, minutes, checkpoint_minutes=3.0, eval_minutes=20.0, max_iters=None):
         """Trains for ``minutes`` of wall clock (evaluations included), then saves and evaluates.
+
+        SIGTERM or SIGINT (Ctrl-C) ends the segment after the current iteration: the state is saved (without the
+        final evaluation), so the next segment continues from there.
 
         Args:
             minutes (float): Budget of this segment.
@@ -311,11 +321,31 @@ class Campaign:
         entries = []
         if self.state['best'] is None:
             entries.append(self.evaluate())  # the starting point, so every gain is measured against it
-        last_save = last_eval = time.time()
-        done = 0
         self.log(f'{self.kind.name}: {self.state["stage"]} stage, recipe {self.state["recipe"]}, meta iteration '
                  f'{self.state["meta_iter"]}, {minutes:.1f} min on {segment["machine"]}')
-        while time.time() < deadline and (max_iters is None or done < max_iters):
+        self.stop_signal = None
+        on_main_thread = threading.current_thread() is threading.main_thread()
+        previous = {s: signal.signal(s, self._request_stop) for s in STOP_SIGNALS} if on_main_thread else {}
+        try:
+            entries += self._train(deadline, checkpoint_minutes, eval_minutes, max_iters)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        segment['meta_iters'] = self.state['meta_iter'] - segment['start_meta_iter']
+        segment['pretrain_iters'] = self.state['pretrain_iter'] - segment['start_pretrain_iter']
+        if self.stop_signal:
+            self.save_state()
+            self.log(f'{self.stop_signal}: state saved at meta iteration {self.state["meta_iter"]} (pretraining '
+                     f'{self.state["pretrain_iter"]}); the same command continues from there')
+            return entries
+        entries.append(self.evaluate())
+        self.save_state()
+        return entries
+
+    def _train(self, deadline, checkpoint_minutes, eval_minutes, max_iters):
+        entries, done = [], 0
+        last_save = last_eval = time.time()
+        while time.time() < deadline and (max_iters is None or done < max_iters) and not self.stop_signal:
             begin = time.time()
             current = self._step()
             self.state['train_seconds'] += time.time() - begin
@@ -335,14 +365,10 @@ class Campaign:
             if time.time() - last_save > checkpoint_minutes * 60:
                 self.save_state()
                 last_save = time.time()
-            if time.time() - last_eval > eval_minutes * 60 and time.time() < deadline - 60:
+            if time.time() - last_eval > eval_minutes * 60 and time.time() < deadline - 60 and not self.stop_signal:
                 entries.append(self.evaluate())
                 self.save_state()
                 last_eval = last_save = time.time()
-        segment['meta_iters'] = self.state['meta_iter'] - segment['start_meta_iter']
-        segment['pretrain_iters'] = self.state['pretrain_iter'] - segment['start_pretrain_iter']
-        entries.append(self.evaluate())
-        self.save_state()
         return entries
 
 
