@@ -13,7 +13,7 @@ from os import path as osp
 
 from basicsr.utils import tensor2img
 from mzsr_plugin.data.kernels import parse_kernel_spec
-from mzsr_plugin.evaluation import degraded_case, evaluate_adaptation, load_mzsr_weights
+from mzsr_plugin.evaluation import degraded_case, evaluate_adaptation, file_sha256, load_mzsr_weights
 from mzsr_plugin.metrics.official_metric import calculate_mzsr_psnr
 from mzsr_plugin.utils.figures import plot_psnr_vs_steps, save_comparison
 from mzsr_plugin.utils.matlab_resize import imresize_pt
@@ -62,8 +62,9 @@ def main(argv=None):
     case = skimage_case(args.image, args.kernel)
     net = load_mzsr_weights(args.weights, case.scale, args.device)
     os.makedirs(args.out, exist_ok=True)
+    shown = osp.relpath(args.weights)  # what a user in the repository would type, not this machine's path
     print(f'{args.image}: LR {case.lr.shape[-1]}x{case.lr.shape[-2]}, kernel {args.kernel} ({case.downsample} x2), '
-          f'weights {args.weights}, device {args.device}')
+          f'weights {args.weights if shown.startswith("..") else shown}, device {args.device}')
 
     start = time.perf_counter()
     bicubic = imresize_pt(case.lr, case.scale)
@@ -87,7 +88,8 @@ def main(argv=None):
     plot_psnr_vs_steps({f'MZSR ({args.image})': {s: result.psnr[s] for s in DEMO_STEPS}, 'bicubic': bicubic_psnr},
                        curve, title=f'{args.image}, kernel {args.kernel}')
     with open(osp.join(args.out, 'results.json'), 'w') as f:
-        json.dump({'image': args.image, 'kernel': args.kernel, 'weights': args.weights, 'device': args.device,
+        json.dump({'image': args.image, 'kernel': args.kernel, 'weights': args.weights,
+                   'weights_sha256': file_sha256(args.weights), 'device': args.device,
                    'bicubic': {'psnr': bicubic_psnr, 'seconds': bicubic_time},
                    'mzsr': {str(s): {'psnr': result.psnr[s], 'seconds': result.seconds[s]} for s in DEMO_STEPS}},
                   f, indent=1)

@@ -3,6 +3,7 @@
 Shared by the weights recipe (checkpoint selection on held-out images), the demo and the benchmarks, so they all
 measure the same thing: son -> LR adaptation with the official per-step lrs, SR of the whole LR, official PSNR.
 """
+import hashlib
 import numpy as np
 import time
 import torch
@@ -99,6 +100,15 @@ def images_from_dataset(dataset):
         images.append(DegradedImage(name, item['lq'].unsqueeze(0), tensor2img(item['gt']), item['kernel'],
                                     int(item['scale']), item['downsample']))
     return images
+
+
+def file_sha256(path):
+    """SHA-256 hex digest of a file (what benchmark outputs record of the weights they measured)."""
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def load_mzsr_weights(path, scale=2, device='cpu'):

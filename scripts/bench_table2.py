@@ -21,11 +21,11 @@ from os import path as osp
 
 import mzsr_plugin  # noqa: F401  (first: makes basicsr importable on any torchvision)
 from bench_adapt import zssr_row
-from mzsr_plugin.campaign.report import file_sha256
 from mzsr_plugin.campaign.runner import machine_label
 from mzsr_plugin.data.kernel_test_dataset import MZSRKernelTestDataset
 from mzsr_plugin.demo import DEFAULT_WEIGHTS
-from mzsr_plugin.evaluation import bicubic_psnr, evaluate_adaptation, images_from_dataset, load_mzsr_weights
+from mzsr_plugin.evaluation import (bicubic_psnr, evaluate_adaptation, file_sha256, images_from_dataset,
+                                    load_mzsr_weights)
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 BENCHMARK = osp.join(ROOT, '..', 'shared', 'data', 'benchmark')

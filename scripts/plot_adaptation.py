@@ -17,10 +17,9 @@ from os import path as osp
 
 import mzsr_plugin  # noqa: F401  (first: makes basicsr importable on any torchvision)
 from bench_adapt import OFFICIAL, set5_g20, zssr_row
-from mzsr_plugin.campaign.report import file_sha256
 from mzsr_plugin.campaign.runner import machine_label
 from mzsr_plugin.demo import DEFAULT_WEIGHTS
-from mzsr_plugin.evaluation import bicubic_psnr, evaluate_adaptation, load_mzsr_weights, mean_psnr
+from mzsr_plugin.evaluation import bicubic_psnr, evaluate_adaptation, file_sha256, load_mzsr_weights, mean_psnr
 from mzsr_plugin.utils.figures import plot_psnr_vs_steps
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))

@@ -11,7 +11,7 @@ Subcommands (``--model`` is one of x2_direct, x2_bicubic, x4_direct, multiscale)
 - ``report``: regenerate the model card's campaign section and training curve from the history, and the model
   card's and README's measured numbers from the benchmark outputs in the campaign folder; ``--measure`` first
   reruns those benchmarks for the shipped weights (``bench_table2.py`` on Set5 with ZSSR from its per-image cache,
-  then ``plot_adaptation.py`` with that ZSSR PSNR).
+  then ``plot_adaptation.py`` with that ZSSR PSNR, then the demo, whose printout README shows).
 
 Examples::
 
@@ -32,7 +32,7 @@ from os import path as osp
 
 from mzsr_plugin.campaign import CAMPAIGN_KINDS, RECIPES, Campaign, campaign_dir, load_history
 from mzsr_plugin.campaign.report import FAMILIES, write_measured, write_report
-from mzsr_plugin.campaign.runner import default_ship_path
+from mzsr_plugin.campaign.runner import default_ship_path, machine_label
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SHARED_TRAIN = osp.join(ROOT, '..', 'shared', 'data', 'train')
@@ -129,6 +129,17 @@ def measure(kind_name, device):
         zssr = json.load(f)['cells']['ZSSR | Set5 (5) g_d_2.0'][0]
     run_script('plot_adaptation.py', '--weights', weights, '--zssr-psnr', zssr, '--out',
                osp.join(folder, 'figure3.png'), '--device', device)
+    demo = [sys.executable, '-m', 'mzsr_plugin.demo', '--weights', weights, '--device', device]
+    print('$ python -m mzsr_plugin.demo', flush=True)
+    run = subprocess.run(demo, cwd=ROOT, capture_output=True, text=True)
+    print(run.stdout, end='', flush=True)
+    if run.returncode:
+        raise SystemExit(f'the demo failed:\n{run.stderr[-3000:]}')
+    with open(osp.join(ROOT, 'mzsr_demo', 'results.json')) as f:
+        sha = json.load(f)['weights_sha256']
+    with open(osp.join(folder, 'demo.json'), 'w') as f:
+        json.dump({'command': 'python -m mzsr_plugin.demo', 'stdout': run.stdout, 'weights_sha256': sha,
+                   'machine': machine_label(device)}, f, indent=1)
 
 
 def report(kind):

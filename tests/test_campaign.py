@@ -20,7 +20,7 @@ from mzsr_plugin.campaign import CAMPAIGN_KINDS, RECIPES, Campaign, load_history
 from mzsr_plugin.campaign import report as report_module
 from mzsr_plugin.campaign import runner as runner_module
 from mzsr_plugin.campaign.selection import SELECTION_PLAN, better, selection_cases
-from mzsr_plugin.evaluation import load_mzsr_weights
+from mzsr_plugin.evaluation import file_sha256, load_mzsr_weights
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TINY = {'network_g.num_feat': 8, 'network_g.num_conv': 3, 'datasets.train.gt_size': 16,
@@ -179,12 +179,15 @@ def _measured_folder(folder, weights_sha):
     (folder / 'table2_set5.json').write_text(json.dumps({'cells': cells, 'zssr_machines': ['CPU test'],
                                                          'weights_sha256': weights_sha}))
     (folder / 'table2_set5.md').write_text('| method | Set5 (5) g_d_2.0 |\n|---|---|\n| MZSR(10) | 35.61 (2.00 s) |\n')
+    demo = {'command': 'python -m mzsr_plugin.demo', 'machine': 'CPU test', 'stdout': 'MZSR (10 steps)  32.70  5.0\n',
+            'weights_sha256': weights_sha}
+    (folder / 'demo.json').write_text(json.dumps(demo))
 
 
 def test_measured_numbers_are_generated_and_stale_ones_flagged(tmp_path, monkeypatch):
     weights = tmp_path / 'w.pth'
     weights.write_bytes(b'weights')
-    sha = report_module.file_sha256(str(weights))
+    sha = file_sha256(str(weights))
     assert sha == hashlib.sha256(b'weights').hexdigest()
     _measured_folder(tmp_path / 'x2_direct', sha)
     monkeypatch.setattr(report_module, 'campaign_dir', lambda kind: str(tmp_path / kind))
@@ -192,7 +195,8 @@ def test_measured_numbers_are_generated_and_stale_ones_flagged(tmp_path, monkeyp
     card, readme = tmp_path / 'CARD.md', tmp_path / 'README.md'
     card.write_text('# card\n\n<!-- summary:x2_direct -->\nprevious summary\n<!-- /summary:x2_direct -->\n\n'
                     'hand-written part\n')
-    readme.write_text('# readme\n\n<!-- results:x2_direct -->\n<!-- /results:x2_direct -->\n\nkept\n')
+    readme.write_text('# readme\n\n<!-- demo:x2_direct -->\n<!-- /demo:x2_direct -->\n\n'
+                      '<!-- results:x2_direct -->\n<!-- /results:x2_direct -->\n\nkept\n')
     for _ in range(2):  # idempotent
         assert report_module.write_measured('x2_direct', card=str(card), readme=str(readme)) == []
     text, results = card.read_text(), readme.read_text()
@@ -202,6 +206,7 @@ def test_measured_numbers_are_generated_and_stale_ones_flagged(tmp_path, monkeyp
     assert '| **these weights** | 30.00 | 30.50 | 31.00 |' in text and '| MZSR(10) | 35.61 (2.00 s) |' in text
     assert 'Stale' not in text + results and 'kept' in results
     assert '| **shipped weights, MZSR(10)** | 35.00 | 36.05 |' in results
+    assert '```\nMZSR (10 steps)  32.70  5.0\n```\n\n(`python -m mzsr_plugin.demo` on CPU test' in results
     assert '| our ZSSR (`bench_table2.py`, 300 s per image on CPU test) | 35.20 | 34.90 |' in results
     # Targets: random-kernel gains from the shipped history entry, Set5 from Table 2; each judged on its threshold.
     assert '| held-out random kernels: MZSR(10) − MZSR(0) | ≥ 0.5 dB | 1.00 | met |' in results
@@ -211,8 +216,10 @@ def test_measured_numbers_are_generated_and_stale_ones_flagged(tmp_path, monkeyp
     # New shipped weights: the old numbers are flagged, not passed off as theirs.
     weights.write_bytes(b'new weights')
     assert report_module.write_measured('x2_direct', card=str(card), readme=str(readme)) == [
-        'figure3.json', 'table2_set5.json']
-    assert readme.read_text().count('**Stale**: figure3.json, table2_set5.json measured other weights') == 1
+        'figure3.json', 'table2_set5.json', 'demo.json']
+    results = readme.read_text()
+    assert results.count('**Stale**: figure3.json, table2_set5.json, demo.json measured other weights') == 1
+    assert '**Stale**: printed for other weights than the shipped ones.' in results
     assert '**Stale**' in card.read_text()
 
 

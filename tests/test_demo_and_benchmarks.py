@@ -8,6 +8,7 @@ from os import path as osp
 
 from mzsr_plugin import demo
 from mzsr_plugin.archs.mzsr_arch import MZSRNet
+from mzsr_plugin.evaluation import file_sha256
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -29,6 +30,7 @@ def test_demo_prints_table_and_saves_figures(tmp_path, capsys):
     results = json.load(open(out / 'results.json'))
     assert set(results['mzsr']) == {str(s) for s in demo.DEMO_STEPS}
     assert 20 < results['bicubic']['psnr'] < 40
+    assert results['weights_sha256'] == file_sha256(str(tmp_path / 'w.pth'))  # what the README block is checked by
     for name in ('chelsea_compare.png', 'chelsea_psnr_vs_steps.png'):
         with open(out / name, 'rb') as f:
             assert f.read(8) == b'\x89PNG\r\n\x1a\n'

@@ -6,16 +6,17 @@
 and training hours, with bicubic as a dashed line.
 
 ``write_measured(kind)`` rewrites the blocks ``<!-- summary:<kind> -->`` and ``<!-- measured:<kind> -->`` of the
-model card and ``<!-- results:<kind> -->`` of README.md from the benchmark outputs in the campaign folder
-(``figure3.json`` of ``scripts/plot_adaptation.py``, ``table2_set5.json`` of ``scripts/bench_table2.py``) and
-checks the issue's targets. Each output records the SHA-256 of the weights it measured: numbers of other weights
-than the shipped ones are flagged as stale in the text, never passed off as the shipped weights'.
+model card and ``<!-- results:<kind> -->`` and ``<!-- demo:<kind> -->`` of README.md from the benchmark outputs in
+the campaign folder (``figure3.json`` of ``scripts/plot_adaptation.py``, ``table2_set5.json`` of
+``scripts/bench_table2.py``, ``demo.json``: the demo's printout) and checks the issue's targets. Each output
+records the SHA-256 of the weights it measured: numbers of other weights than the shipped ones are flagged as stale
+in the text, never passed off as the shipped weights'.
 """
-import hashlib
 import json
 import numpy as np
 from os import path as osp
 
+from mzsr_plugin.evaluation import file_sha256
 from mzsr_plugin.utils.figures import new_figure
 from .kinds import CAMPAIGN_KINDS, ROOT, WEIGHTS_DIR, campaign_dir
 from .runner import default_ship_path, load_history
@@ -171,15 +172,6 @@ PAPER_SET5 = {'g_d_0.2': 'bicubic 30.24, ZSSR 34.29, MZSR(1) 33.14, MZSR(10) 33.
 MEASURE_COMMAND = 'python scripts/train_weights.py report --model {kind} --measure'
 
 
-def file_sha256(path):
-    """SHA-256 hex digest of a file (what the benchmark outputs record of the weights they measured)."""
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _measurement(folder, name, shipped_sha):
     """(numbers, stale) of one benchmark output in the campaign folder; (None, False) when it is absent."""
     file = osp.join(folder, name)
@@ -211,9 +203,11 @@ def measured_numbers(kind):
         for key, cell in (('set5_g20_10', 'MZSR(10) | Set5 (5) g_d_2.0'), ('set5_g02_1', 'MZSR(1) | Set5 (5) g_d_0.2')):
             if cell in table2['cells']:
                 targets[key] = table2['cells'][cell][0]
-    stale = [n for n, s in (('figure3.json', figure3_stale), ('table2_set5.json', table2_stale)) if s]
-    return {'figure3': figure3, 'table2': table2, 'stale': stale, 'shipped': shipped, 'targets': targets,
-            'sha256': sha}
+    demo, demo_stale = _measurement(folder, 'demo.json', sha)
+    stale = [n for n, s in (('figure3.json', figure3_stale), ('table2_set5.json', table2_stale),
+                            ('demo.json', demo_stale)) if s]
+    return {'figure3': figure3, 'table2': table2, 'demo': demo, 'stale': stale, 'shipped': shipped,
+            'targets': targets, 'sha256': sha}
 
 
 def _zssr_g20(numbers):
@@ -324,6 +318,18 @@ def results_block(kind):
     return '\n'.join(lines + _target_rows(numbers))
 
 
+def demo_block(kind):
+    """README's demo printout: what ``python -m mzsr_plugin.demo`` printed for the shipped weights."""
+    numbers = measured_numbers(kind)
+    demo = numbers['demo']
+    if not demo:
+        return f'Not run yet: `{MEASURE_COMMAND.format(kind=kind)}` runs the demo and puts its printout here.'
+    stale = 'demo.json' in numbers['stale']
+    lines = ['**Stale**: printed for other weights than the shipped ones.', ''] if stale else []
+    source = f'(`{demo["command"]}` on {demo["machine"]}, from `{MEASURE_COMMAND.format(kind=kind)}`.)'
+    return '\n'.join(lines + ['```', demo['stdout'].strip(), '```', '', source])
+
+
 def write_measured(kind, card=osp.join(WEIGHTS_DIR, 'MODEL_CARD.md'), readme=osp.join(ROOT, 'README.md')):
     """Rewrites the generated summary and "Measured" blocks of the model card and the results block of README.
 
@@ -339,6 +345,9 @@ def write_measured(kind, card=osp.join(WEIGHTS_DIR, 'MODEL_CARD.md'), readme=osp
         f.write(text)
     if readme:
         text = open(readme).read() if osp.isfile(readme) else ''
+        text = replace_block(text, f'results:{kind}', results_block(kind))
+        if f'<!-- demo:{kind} -->' in text:  # only the kind whose weights the demo uses has its printout in README
+            text = replace_block(text, f'demo:{kind}', demo_block(kind))
         with open(readme, 'w') as f:
-            f.write(replace_block(text, f'results:{kind}', results_block(kind)))
+            f.write(text)
     return measured_numbers(kind)['stale']
