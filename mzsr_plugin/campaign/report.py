@@ -183,11 +183,12 @@ def _measurement(folder, name, shipped_sha):
 
 
 def measured_numbers(kind):
-    """The numbers of the generated blocks: Figure 3, Table 2 (Set5) and the targets, with their staleness.
+    """The numbers of the generated blocks: Figure 3, Table 2 (Set5), the demo and the targets, with staleness.
 
     Returns:
-        dict: ``figure3`` and ``table2`` (the JSON outputs or None), ``stale`` (names of outputs measured on other
-        weights), ``shipped`` (the history entry of the shipped weights or None) and ``targets`` (key -> value).
+        dict: ``figure3``, ``table2`` and ``demo`` (the JSON outputs or None), ``stale`` (names of outputs measured
+        on other weights), ``shipped`` (the history entry of the shipped weights or None), ``targets`` (key ->
+        value; the random-kernel gains come from that history entry) and ``sha256`` (of the shipped weights).
     """
     folder = campaign_dir(kind)
     sha = file_sha256(default_ship_path(kind)) if osp.isfile(default_ship_path(kind)) else None
