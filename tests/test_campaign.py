@@ -127,6 +127,24 @@ def test_sigterm_saves_the_state_and_stops(data, tmp_path):
     assert resumed.state['meta_iter'] == 2 and resumed.state['segments'][-1]['meta_iters'] == 2
 
 
+def test_a_changed_meta_lr_takes_effect_on_resume_with_adams_state(data, tmp_path):
+    first = campaign(data, tmp_path / 'lr')
+    first.run(10, max_iters=2)
+    moments = first.model.optimizer_g.state_dict()['state'][0]['exp_avg'].clone()
+    lines = []
+    resumed = campaign(data, tmp_path / 'lr', overrides=dict(TINY, **{'meta:train.optim_g.lr': 2.5e-5}),
+                       log=lines.append)
+    resumed.model = resumed._build_model()
+    optimizer = resumed.model.optimizer_g
+    assert optimizer.param_groups[0]['lr'] == pytest.approx(2.5e-5)
+    assert resumed.model.schedulers[0].base_lrs[0] == pytest.approx(2.5e-5)
+    assert optimizer.param_groups[1]['lr'] == pytest.approx(first.model.optimizer_g.param_groups[1]['lr'])
+    torch.testing.assert_close(optimizer.state_dict()['state'][0]['exp_avg'], moments, rtol=0, atol=0)
+    assert any('parameter group 0: 0.0001 in the saved state, 2.5e-05 in the options' in line for line in lines)
+    resumed.run(10, max_iters=1)  # the schedule steps on from there
+    assert resumed.model.optimizer_g.param_groups[0]['lr'] == pytest.approx(2.5e-5)
+
+
 def test_bad_campaign_arguments_are_named(data, tmp_path):
     with pytest.raises(ValueError, match=r"--model 'x3': expected one of \['multiscale', 'x2_bicubic'"):
         Campaign('x3', str(data / 'train'), str(data / 'val'))

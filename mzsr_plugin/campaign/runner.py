@@ -209,17 +209,35 @@ class Campaign:
                        'visualization': self.work_dir}
         model = MetaSRModel(opt)
         if self.state['optimizer'] is not None:
+            # The options' learning rates, before the saved state overwrites them with the ones it was made with.
+            wanted = [group.get('initial_lr', group['lr']) for group in model.optimizer_g.param_groups]
             try:
                 model.optimizer_g.load_state_dict(self.state['optimizer'])
                 for scheduler, saved in zip(model.schedulers, self.state['scheduler'] or []):
                     scheduler.load_state_dict(saved)
             except ValueError as error:  # another recipe's parameter groups
                 self.log(f'optimizer state not reused ({error}); Adam starts afresh')
+            else:
+                self._apply_option_lrs(model, wanted)
         self.dataset = build_dataset(opt['datasets']['train'])
         self.batch_size = int(opt['datasets']['train']['batch_size_per_gpu'])
         self.opt = opt
         self.batches = self._loader() if self.workers else None
         return model
+
+    def _apply_option_lrs(self, model, wanted):
+        """Keeps Adam's moments but the options' learning rates: a ``--set`` or ``--recipe`` that changes a
+        meta-lr takes effect on a resumed campaign, at the same point of its schedule."""
+        for index, (group, lr) in enumerate(zip(model.optimizer_g.param_groups, wanted)):
+            saved = group.get('initial_lr', group['lr'])
+            if abs(lr - saved) <= 1e-12 * max(abs(lr), abs(saved)):
+                continue
+            group['lr'] *= lr / saved
+            group['initial_lr'] = lr
+            for scheduler in model.schedulers:
+                scheduler.base_lrs[index] = lr
+            self.log(f'learning rate of parameter group {index}: {saved:g} in the saved state, {lr:g} in the '
+                     'options: the options win (Adam state kept)')
 
     def _loader(self):
         """Endless batches from worker processes, each seeded from the campaign's generator."""
