@@ -178,6 +178,7 @@ def test_report_is_generated_from_the_history(data, tmp_path, monkeypatch):
     last = history[-1]
     assert f'| {last["meta_iter"]} | {last["train_hours"]:.2f} |' in text
     assert f'{last["families"]["random"]["10"]:.2f}' in text and '| lslr_wide |' in text
+    assert last['overrides'] == TINY and '| lslr_wide (num_feat=8, num_conv=3, gt_size=16,' in text  # --set recorded
     assert osp.getsize(state / 'curve.png') > 10000
 
 

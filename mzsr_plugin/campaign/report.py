@@ -71,6 +71,10 @@ def plot_history(history, path, title):
     fig.savefig(path, dpi=100)
 
 
+def _overrides(overrides):
+    return ', '.join(f'{key.split(".")[-1]}={value}' for key, value in overrides.items())
+
+
 def _trajectory_rows(history):
     picked = history if len(history) <= MAX_ROWS else [
         history[int(i)] for i in np.unique(np.linspace(0, len(history) - 1, MAX_ROWS).round())
@@ -81,7 +85,8 @@ def _trajectory_rows(history):
     lines = ['| meta it | hours | machine | recipe | random 0/1/10 | g^d_0.2 0/1/10 | g^d_2.0 0/1/10 | score | '
              'guard | shipped |', '|---|---|---|---|---|---|---|---|---|---|']
     for e in picked:
-        lines.append(f'| {e["meta_iter"]} | {e["train_hours"]:.2f} | {e["machine"]} | {e["recipe"]} | '
+        recipe = e['recipe'] + (f' ({_overrides(e["overrides"])})' if e.get('overrides') else '')
+        lines.append(f'| {e["meta_iter"]} | {e["train_hours"]:.2f} | {e["machine"]} | {recipe} | '
                      f'{_cell(e, "random")} | {_cell(e, "g_d_0.2")} | {_cell(e, "g_d_2.0")} | {e["score"]:.3f} | '
                      f'{"pass" if e["guard"] else "fail"} | {"yes" if e.get("shipped") else ""} |')
     return lines
@@ -94,7 +99,7 @@ def _recipe_rows(recipes):
              '| recipe | overrides | meta it | hours | random | g^d_0.2 | g^d_2.0 | score (start → end) | dB/h |',
              '|---|---|---|---|---|---|---|---|---|']
     for name, r in recipes['results'].items():
-        overrides = ', '.join(f'{k.split(".")[-1]}={v}' for k, v in r['overrides'].items())
+        overrides = _overrides(r['overrides'])
         cells = [' / '.join(f'{r["end"][f][s]:.2f}' for s in ('0', '1', '10')) for f in FAMILIES]
         lines.append(f'| {name} | {overrides} | {r["meta_iters"]} | {r["train_hours"]:.3f} | {cells[0]} | '
                      f'{cells[1]} | {cells[2]} | {r["score_start"]:.3f} → {r["score_end"]:.3f} | '

@@ -276,7 +276,7 @@ class Campaign:
             'stage': self.state['stage'], 'recipe': self.state['recipe'], 'meta_iter': self.state['meta_iter'],
             'pretrain_iter': self.state['pretrain_iter'], 'train_hours': self.state['train_seconds'] / 3600,
             'machine': machine_label(self.device), 'time': time.strftime('%Y-%m-%dT%H:%M:%S'),
-            'eval_seconds': time.perf_counter() - start, 'shipped': shipped,
+            'eval_seconds': time.perf_counter() - start, 'shipped': shipped, 'overrides': dict(self.overrides),
             'inner_lr_mean': float(np.mean([np.mean(list(d.values())) for d in net.inner_lrs]))
             if net.inner_lrs else None, **result
         }
@@ -332,7 +332,8 @@ class Campaign:
         """
         deadline = time.time() + minutes * 60
         segment = {'machine': machine_label(self.device), 'started': time.strftime('%Y-%m-%dT%H:%M:%S'),
-                   'start_meta_iter': self.state['meta_iter'], 'start_pretrain_iter': self.state['pretrain_iter']}
+                   'start_meta_iter': self.state['meta_iter'], 'start_pretrain_iter': self.state['pretrain_iter'],
+                   'overrides': dict(self.overrides)}
         self.state['segments'].append(segment)
         self.model = self._build_model()
         _set_rng_state(self.state['rng'])  # building the net draws from torch's generator
