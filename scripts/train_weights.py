@@ -22,6 +22,7 @@ Examples::
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -36,6 +37,7 @@ from mzsr_plugin.campaign.runner import default_ship_path, machine_label
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SHARED_TRAIN = osp.join(ROOT, '..', 'shared', 'data', 'train')
+NUMBER = re.compile(r'[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+')
 
 
 def add_common(parser):
@@ -57,13 +59,16 @@ def add_common(parser):
 
 
 def parse_overrides(items):
-    """``--set KEY=VALUE`` pairs as a dict of dotted keys to YAML-parsed values."""
+    """``--set KEY=VALUE`` pairs as a dict of dotted keys to YAML-parsed values (numbers such as ``5e-5`` too)."""
     overrides = {}
     for item in items:
         key, sep, value = item.partition('=')
         if not sep or not key:
             raise SystemExit(f'--set {item!r}: expected KEY=VALUE, e.g. meta:datasets.train.num_support=8')
-        overrides[key] = yaml.safe_load(value)
+        parsed = yaml.safe_load(value)
+        if isinstance(parsed, str) and NUMBER.fullmatch(parsed):
+            parsed = float(parsed)  # YAML 1.1 reads 5e-5 (no dot) as a string; on the command line it is a number
+        overrides[key] = parsed
     return overrides
 
 

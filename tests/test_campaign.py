@@ -145,6 +145,21 @@ def test_a_changed_meta_lr_takes_effect_on_resume_with_adams_state(data, tmp_pat
     assert resumed.model.optimizer_g.param_groups[0]['lr'] == pytest.approx(2.5e-5)
 
 
+def test_set_values_are_parsed_as_on_a_command_line():
+    sys.path.insert(0, osp.join(ROOT, 'scripts'))
+    try:
+        import train_weights
+    finally:
+        sys.path.pop(0)
+    parsed = train_weights.parse_overrides(['meta:train.optim_g.lr=5e-5', 'train.x=1e3', 'a=0.5', 'b=true', 'c=[1, 2]',
+                                            'd=inf', 'e=direct'])
+    assert parsed == {'meta:train.optim_g.lr': 5e-5, 'train.x': 1000.0, 'a': 0.5, 'b': True, 'c': [1, 2], 'd': 'inf',
+                      'e': 'direct'}
+    assert isinstance(parsed['meta:train.optim_g.lr'], float)  # YAML alone would give the string '5e-5'
+    with pytest.raises(SystemExit, match="--set 'lr': expected KEY=VALUE"):
+        train_weights.parse_overrides(['lr'])
+
+
 def test_bad_campaign_arguments_are_named(data, tmp_path):
     with pytest.raises(ValueError, match=r"--model 'x3': expected one of \['multiscale', 'x2_bicubic'"):
         Campaign('x3', str(data / 'train'), str(data / 'val'))
