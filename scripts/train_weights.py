@@ -32,7 +32,7 @@ import yaml
 from os import path as osp
 
 from mzsr_plugin.campaign import CAMPAIGN_KINDS, RECIPES, Campaign, campaign_dir, load_history
-from mzsr_plugin.campaign.report import FAMILIES, write_measured, write_report
+from mzsr_plugin.campaign.report import FAMILIES, MEASURE_COMMAND, write_measured, write_report
 from mzsr_plugin.campaign.runner import default_ship_path, machine_label
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -151,7 +151,7 @@ def report(kind):
     section = write_report(kind)
     for name in write_measured(kind):
         print(f'warning: {name} measured other weights than the shipped ones; rerun '
-              f'`python scripts/train_weights.py report --model {kind} --measure`', flush=True)
+              f'`{MEASURE_COMMAND.format(kind=kind)}`', flush=True)
     return section
 
 
