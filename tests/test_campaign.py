@@ -84,7 +84,12 @@ def test_ships_only_when_the_selection_score_improves(data, tmp_path, monkeypatc
     assert [e['shipped'] for e in history] == [False, True, False, True, False]
     assert run.state['best'] == {'score': 29.5, 'guard': True, 'meta_iter': 3}
     shipped = torch.load(ship, weights_only=True)
-    assert set(shipped) == {'params', 'inner_lrs'} and shipped['inner_lrs']['log_lr'].shape == (5, 6)
+    assert set(shipped) == {'params', 'inner_lrs', 'model_record'} and shipped['inner_lrs']['log_lr'].shape == (5, 6)
+    # The file says what it is: the zoo model, and where in the campaign it was shipped.
+    record = dict(shipped['model_record'])
+    assert 0 <= record.pop('train_hours') <= run.state['train_seconds'] / 3600
+    assert record == {'kind': 'x2_direct', 'scales': [2], 'downsample': 'direct', 'campaign_meta_iter': 3,
+                      'recipe': 'lslr_wide'}
     assert load_mzsr_weights(str(ship)).inner_lrs is not None
     assert better({'guard': True, 'score': 1.0}, {'guard': False, 'score': 9.0})
 

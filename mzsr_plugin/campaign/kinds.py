@@ -2,42 +2,48 @@
 from dataclasses import dataclass
 from os import path as osp
 
+from mzsr_plugin.model_zoo import MODEL_ZOO, WEIGHTS_DIR
+
 PACKAGE_DIR = osp.dirname(osp.dirname(osp.abspath(__file__)))
 ROOT = osp.dirname(PACKAGE_DIR)
 OPTIONS_DIR = osp.join(ROOT, 'options')
-WEIGHTS_DIR = osp.join(PACKAGE_DIR, 'weights')
 
 
 @dataclass(frozen=True)
 class CampaignKind:
-    """One official MZSR model kind.
+    """How the campaign trains one model of the zoo (:data:`~mzsr_plugin.model_zoo.MODEL_ZOO`).
 
     Attributes:
-        name (str): Campaign name, e.g. ``x2_direct``.
+        name (str): Campaign name = the zoo model's name, e.g. ``x2_direct``.
         scale (int): Scale of the held-out evaluation (the largest for multi-scale).
         downsample (str): ``'direct'`` or ``'bicubic'``.
         pretrain_options (str): Option file of stage 1 (bicubic pretraining).
         meta_options (str): Option file of stage 2 (meta-transfer).
-        weights (str): File name of the shipped weights in ``mzsr_plugin/weights``.
     """
     name: str
     scale: int
     downsample: str
     pretrain_options: str
     meta_options: str
-    weights: str
+
+    @property
+    def model(self):
+        """The zoo model it ships (its weights file and record)."""
+        return MODEL_ZOO[self.name]
+
+    @property
+    def weights(self):
+        """File name of the shipped weights in ``mzsr_plugin/weights``."""
+        return self.model.weights
 
 
 CAMPAIGN_KINDS = {
     kind.name: kind
     for kind in (
-        CampaignKind('x2_direct', 2, 'direct', 'mzsr_pretrain_x2_local.yml', 'mzsr_campaign_x2_direct.yml',
-                     'mzsr_x2_direct.pth'),
-        CampaignKind('x2_bicubic', 2, 'bicubic', 'mzsr_pretrain_x2_local.yml', 'mzsr_meta_bicubic_x2.yml',
-                     'mzsr_x2_bicubic.pth'),
-        CampaignKind('x4_direct', 4, 'direct', 'mzsr_pretrain_x2_local.yml', 'mzsr_meta_x4.yml', 'mzsr_x4_direct.pth'),
-        CampaignKind('multiscale', 4, 'direct', 'mzsr_pretrain_x2_local.yml', 'mzsr_meta_multiscale.yml',
-                     'mzsr_multiscale.pth'),
+        CampaignKind('x2_direct', 2, 'direct', 'mzsr_pretrain_x2_local.yml', 'mzsr_campaign_x2_direct.yml'),
+        CampaignKind('x2_bicubic', 2, 'bicubic', 'mzsr_pretrain_x2_local.yml', 'mzsr_meta_bicubic_x2.yml'),
+        CampaignKind('x4_direct', 4, 'direct', 'mzsr_pretrain_x2_local.yml', 'mzsr_campaign_x4_direct.yml'),
+        CampaignKind('multiscale', 4, 'direct', 'mzsr_pretrain_x2_local.yml', 'mzsr_meta_multiscale.yml'),
     )
 }
 

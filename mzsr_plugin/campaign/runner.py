@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, default_collate
 
 from basicsr.data import build_dataset
 from mzsr_plugin.compat import atomic_torch_save
+from mzsr_plugin.model_zoo import RECORD_KEY
 from mzsr_plugin.models.meta_sr_model import MetaSRModel
 from .kinds import CAMPAIGN_KINDS, OPTIONS_DIR, RECIPES, WEIGHTS_DIR, campaign_dir
 from .selection import SELECTION_CROP, better, score_network, selection_cases
@@ -298,6 +299,9 @@ class Campaign:
         weights = {'params': cpu_state(net)}
         if learned is not None:
             weights['inner_lrs'] = cpu_state(learned)
+        weights[RECORD_KEY] = self.kind.model.record(
+            campaign_meta_iter=self.state['meta_iter'], train_hours=round(self.state['train_seconds'] / 3600, 3),
+            recipe=self.state['recipe'])
         os.makedirs(osp.dirname(osp.abspath(self.ship_to)), exist_ok=True)
         atomic_torch_save(weights, self.ship_to)
 
