@@ -2,11 +2,13 @@
 
 Two tabs, both on the functions the command line uses (no second pipeline):
 
-- *Your photo*: an LR image, its kernel (a spec such as ``g_d_2.0``, ``estimate`` for blind SR, or an uploaded
-  ``.mat``/``.npy``/``.png``), scale, adaptation steps, weights (shipped or uploaded), MZSR or ZSSR. The photo goes
-  through ``mzsr-sr`` itself (:func:`mzsr_plugin.cli.main`), so its messages, outputs and metrics are the command
-  line's; the page shows the SR against bicubic on a before/after slider, the kernel, the comparison figure with
-  zoomed crops and the time, and offers the PNG and the kernel ``.mat`` for download.
+- *Your photo*: an LR image, its kernel (``estimate`` by default: a photo's kernel is unknown; a spec such as
+  ``g_d_2.0``, or an uploaded ``.mat``/``.npy``/``.png``), a scale among those of the shipped models, adaptation
+  steps, weights (the model zoo's for the scale, or uploaded), MZSR or ZSSR. The photo goes through the path
+  ``mzsr-sr`` runs (:func:`mzsr_plugin.inference.run_image` and :func:`~mzsr_plugin.inference.save_outputs`), so
+  its messages, outputs and metrics are the command line's; the page shows the SR against bicubic on a
+  before/after slider, the kernel, the comparison figure with zoomed crops and the time, and offers the PNG and the
+  kernel ``.mat`` for download.
 - *Try on a clean photo*: a bundled scikit-image photo or an uploaded HR image is degraded as the official test
   inputs are (:func:`~mzsr_plugin.evaluation.degraded_case`) and adapted step by step
   (:func:`~mzsr_plugin.evaluation.evaluate_adaptation`): PSNR after each step beside bicubic, as a plot and a table.
@@ -14,20 +16,20 @@ Two tabs, both on the functions the command line uses (no second pipeline):
 Needs the optional extra: ``pip install -e ".[app]"``.
 """
 import argparse
-import contextlib
-import io
-import json
 import numpy as np
 import os
 import tempfile
 import time
 import torch
+import warnings
 from os import path as osp
 
-from mzsr_plugin import cli
-from mzsr_plugin.data.kernels import load_kernel, parse_kernel_spec, save_kernel
-from mzsr_plugin.demo import DEFAULT_WEIGHTS, DEMO_IMAGES, DEMO_KERNEL
-from mzsr_plugin.evaluation import bicubic_psnr, degraded_case, evaluate_adaptation, load_mzsr_weights
+from mzsr_plugin.data.kernels import load_kernel, save_kernel
+from mzsr_plugin.demo import DEMO_IMAGES, DEMO_KERNEL
+from mzsr_plugin.evaluation import bicubic_psnr, degraded_case, evaluate_adaptation
+from mzsr_plugin.inference import (ESTIMATE, KernelChoice, RunSettings, load_network, resolve_kernel, run_image,
+                                   save_outputs)
+from mzsr_plugin.model_zoo import shipped_models, shipped_scales
 from mzsr_plugin.utils.figures import kernel_image, plot_psnr_vs_steps, save_comparison
 from mzsr_plugin.utils.image_io import read_image, write_image
 from mzsr_plugin.utils.matlab_resize import imresize_pt
@@ -41,35 +43,37 @@ class AppError(Exception):
     """A bad input: the message is shown in the page, exactly as the command line words it."""
 
 
-def run_mzsr_sr(argv):
-    """Runs ``mzsr-sr`` with ``argv``; its error message (argparse or its own) becomes an :class:`AppError`."""
-    stderr = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(stderr):
-            cli.main(argv)
-    except SystemExit as stop:
-        if stop.code not in (0, None):
-            message = stop.code if isinstance(stop.code, str) else stderr.getvalue().strip().splitlines()[-1]
-            raise AppError(message) from None
-
-
-def resolve_kernel(spec, kernel_file):
-    """The kernel the page asks for: an uploaded file, else a spec; errors say which field is wrong."""
+def resolve_kernel_fields(spec, kernel_file):
+    """The kernel the page asks for: an uploaded file, else a spec or ``estimate``; errors say which field."""
     if kernel_file:
         try:
-            return load_kernel(kernel_file), 'direct', osp.basename(kernel_file)
+            return KernelChoice(load_kernel(kernel_file), 'direct', osp.basename(kernel_file))
         except (ValueError, OSError) as error:
             raise AppError(f'kernel file: {error}') from None
     spec = (spec or '').strip()
     if not spec:
         raise AppError('a blur kernel is required: type a spec such as g_d_2.0 or estimate, or upload a kernel file')
-    if spec == 'estimate':
-        return None, 'direct', 'estimate (spectral)'
+    if osp.exists(spec):  # the page takes kernel files as uploads, never as paths of the server's disk
+        raise AppError(f'kernel: {spec!r} is not a kernel spec; upload the kernel file instead')
     try:
-        parsed = parse_kernel_spec(spec)
-    except ValueError as error:
-        raise AppError(f'kernel: {error}') from None
-    return parsed.kernel, parsed.downsample, spec
+        return resolve_kernel(spec, option='kernel')
+    except (ValueError, FileNotFoundError) as error:
+        raise AppError(str(error)) from None
+
+
+def load_weights(weights, scale, downsample):
+    """The uploaded weights (checked against their record) or the shipped model of the zoo for the scale.
+
+    Returns:
+        tuple[MZSRNet, list[str]]: The net and the warnings to show (weights without a record).
+    """
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            net = load_network(weights or None, int(scale), downsample, option='weights')
+    except (ValueError, OSError, RuntimeError) as error:
+        raise AppError(str(error)) from None
+    return net, [str(w.message) for w in caught]
 
 
 def check_size(path, max_pixels):
@@ -84,15 +88,15 @@ def check_size(path, max_pixels):
 
 def super_resolve_photo(image, kernel_spec, kernel_file, scale, steps, weights, zssr, work_dir,
                         max_pixels=DEFAULT_MAX_PIXELS):
-    """Your-photo tab: ``mzsr-sr`` on one image, then what the page shows.
+    """Your-photo tab: one image through :func:`mzsr_plugin.inference.run_image`, as ``mzsr-sr`` runs it.
 
     Args:
         image (str): Path of the uploaded LR image.
-        kernel_spec (str): Kernel spec (used when no file is given).
+        kernel_spec (str): Kernel spec or ``estimate`` (used when no file is given).
         kernel_file (str | None): Uploaded kernel file.
         scale (int): SR scale.
         steps (int): Adaptation steps.
-        weights (str | None): Uploaded weights (.pth); None: the shipped ones.
+        weights (str | None): Uploaded weights (.pth); None: the zoo's shipped model for the scale.
         zssr (bool): Run the ZSSR baseline instead.
         work_dir (str): Folder for this request's files.
         max_pixels (int): Largest LR the page accepts.
@@ -103,45 +107,45 @@ def super_resolve_photo(image, kernel_spec, kernel_file, scale, steps, weights, 
     if not image:
         raise AppError('upload an LR image first')
     try:
-        img = check_size(image, max_pixels)
+        check_size(image, max_pixels)
     except (ValueError, OSError) as error:
         raise AppError(str(error)) from None
-    kernel, downsample, source = resolve_kernel(kernel_spec, kernel_file)
-    out = tempfile.mkdtemp(dir=work_dir)
-    stem = osp.splitext(osp.basename(image))[0]
-    if kernel is None:  # blind: mzsr-sr estimates it and writes <stem>_kernel.mat
-        kernel_mat, kernel_arg = osp.join(out, f'{stem}_kernel.mat'), 'estimate'
-    else:
-        kernel_mat = kernel_arg = osp.join(out, 'kernel.mat')
-        save_kernel(kernel_mat, kernel)
-    argv = [image, '-o', out, '--scale', str(int(scale)), '--steps', str(int(steps)), '--kernel', kernel_arg,
-            '--downsample', downsample, '--compare']
-    if weights:
-        argv += ['--weights', weights]
-    if zssr:
-        argv.append('--zssr')
+    choice = resolve_kernel_fields(kernel_spec, kernel_file)
+    settings = RunSettings(scale=int(scale), steps=int(steps), zssr=bool(zssr), compare=True)
+    net, notes = (None, []) if zssr else load_weights(weights, scale, choice.downsample)
     start = time.perf_counter()
-    run_mzsr_sr(argv)
+    try:
+        result = run_image(image, choice, settings, net, progress=True)
+    except (ValueError, OSError) as error:
+        raise AppError(str(error)) from None
+    out = tempfile.mkdtemp(dir=work_dir)
+    paths = save_outputs(result, out, compare=True)
     seconds = time.perf_counter() - start
-    with open(osp.join(out, 'metrics.json')) as f:
-        row = json.load(f)['images'][0]
-    kernel = load_kernel(kernel_mat)
-    bicubic = osp.join(out, f'{stem}_bicubic.png')
-    lr = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).unsqueeze(0)
-    write_image(bicubic, imresize_pt(lr, int(scale))[0].clamp(0, 1).permute(1, 2, 0).numpy(), False)
-    kernel_png = osp.join(out, 'kernel.png')
-    write_image(kernel_png, kernel_image(kernel), False)
-    h, w = img.shape[:2]
-    method = f'ZSSR ({row["steps"]} iterations)' if zssr else f'MZSR, {row["steps"]} adaptation step(s)'
-    info = (f'**{method}** on {osp.basename(image)}: LR {w}x{h} → SR {w * int(scale)}x{h * int(scale)}, kernel '
-            f'{source} ({downsample} x{int(scale)}); {row["seconds"]:.2f} s for SR ({seconds:.2f} s in all)')
-    return {'bicubic': bicubic, 'sr': osp.join(out, row['output']), 'compare': osp.join(out, f'{stem}_compare.png'),
-            'kernel_png': kernel_png, 'kernel_mat': kernel_mat, 'info': info}
+    if result.estimated is None:
+        paths['kernel_mat'], paths['kernel_png'] = osp.join(out, 'kernel.mat'), osp.join(out, 'kernel.png')
+        save_kernel(paths['kernel_mat'], result.kernel)
+        write_image(paths['kernel_png'], kernel_image(result.kernel), False)
+    elif result.estimated['warning']:
+        notes.append(result.estimated['warning'])
+    bicubic = osp.join(out, f'{result.stem}_bicubic.png')
+    write_image(bicubic, result.bicubic, result.gray)
+    h, w = result.lr.shape[:2]
+    method = f'ZSSR ({result.steps} iterations)' if zssr else f'MZSR, {result.steps} adaptation step(s)'
+    model = '' if net is None else f', weights {osp.basename(net.weights_path)}'
+    info = (f'**{method}** on {osp.basename(image)}: LR {w}x{h} → SR {w * settings.scale}x{h * settings.scale}, '
+            f'kernel {result.kernel_source} ({result.downsample} x{settings.scale}){model}; {result.seconds:.2f} s '
+            f'for SR ({seconds:.2f} s in all)')
+    info += ''.join(f'\n\n⚠ {note}' for note in notes)
+    return {'bicubic': bicubic, 'sr': paths['sr'], 'compare': paths['compare'], 'kernel_png': paths['kernel_png'],
+            'kernel_mat': paths['kernel_mat'], 'info': info}
 
 
 def clean_photo_case(photo, hr_upload, kernel_spec, kernel_file, scale):
     """The degraded test case of the clean-photo tab (an uploaded HR image, else a bundled skimage photo)."""
-    kernel, downsample, source = resolve_kernel(kernel_spec, kernel_file)
+    choice = resolve_kernel_fields(kernel_spec, kernel_file)
+    if choice.estimate:
+        raise AppError('kernel: this tab degrades a clean photo with a kernel you choose; estimate is for your own '
+                       'photos (first tab)')
     if hr_upload:
         try:
             hr, _ = read_image(hr_upload)
@@ -156,7 +160,7 @@ def clean_photo_case(photo, hr_upload, kernel_spec, kernel_file, scale):
     if min(rgb.shape[:2]) < 4 * scale:
         raise AppError(f'{name}: the HR image is {rgb.shape[1]}x{rgb.shape[0]}; it needs at least {4 * scale} pixels '
                        'per side')
-    return degraded_case(name, rgb, kernel, int(scale), downsample), source
+    return degraded_case(name, rgb, choice.kernel, int(scale), choice.downsample), choice.source
 
 
 def try_clean_photo(photo, hr_upload, kernel_spec, kernel_file, scale, steps, weights, work_dir):
@@ -166,10 +170,7 @@ def try_clean_photo(photo, hr_upload, kernel_spec, kernel_file, scale, steps, we
         dict: ``plot``, ``compare`` (paths), ``table`` (rows of steps/PSNR), ``info`` (Markdown).
     """
     case, source = clean_photo_case(photo, hr_upload, kernel_spec, kernel_file, scale)
-    try:
-        net = load_mzsr_weights(weights or DEFAULT_WEIGHTS, int(scale))
-    except (ValueError, OSError, RuntimeError) as error:
-        raise AppError(f'weights: {error}') from None
+    net, notes = load_weights(weights, scale, case.downsample)
     steps = int(steps)
     result = evaluate_adaptation(net, [case], tuple(range(steps + 1)))[0]
     bicubic = bicubic_psnr(case)
@@ -190,12 +191,17 @@ def try_clean_photo(photo, hr_upload, kernel_spec, kernel_file, scale, steps, we
     table += [[f'MZSR {s}', f'{result.psnr[s]:.2f}', f'{result.seconds[s]:.2f}'] for s in range(steps + 1)]
     info = (f'**{case.name}**, kernel {source} ({case.downsample} x{case.scale}): bicubic {bicubic:.2f} dB, MZSR '
             f'{result.psnr[0]:.2f} dB before adaptation, {result.psnr[steps]:.2f} dB after {steps} step(s)')
+    info += ''.join(f'\n\n⚠ {note}' for note in notes)
     return {'plot': plot, 'compare': compare, 'table': table, 'info': info}
 
 
 def build_app(work_dir, max_pixels=DEFAULT_MAX_PIXELS):
     """The Gradio page (not launched)."""
     import gradio as gr
+    scales = shipped_scales()
+    if not scales:
+        raise SystemExit('mzsr-app: no MZSR weights are installed in mzsr_plugin/weights (reinstall the package)')
+    zoo = ', '.join(m.describe() for m in shipped_models())
 
     def photo_handler(image, kernel_spec, kernel_file, scale, steps, weights, zssr,
                       progress=gr.Progress(track_tqdm=True)):
@@ -223,13 +229,16 @@ def build_app(work_dir, max_pixels=DEFAULT_MAX_PIXELS):
                     # A file, not gr.Image: the bytes reach mzsr-sr untouched (16-bit, gray), and a broken file
                     # gets the command line's message instead of the widget's decoder error.
                     image = gr.File(label='LR image (PNG, JPEG, BMP, TIFF)', type='filepath', elem_id='lr_image')
-                    kernel_spec = gr.Textbox(value='g_d_2.0', label='kernel: a spec (g_d_<var>, g_b_<var>, '
-                                             'a_d_<theta>_<l1>_<l2>) or estimate (blind)', elem_id='kernel_spec')
+                    kernel_spec = gr.Textbox(value=ESTIMATE, label='kernel: estimate (blind: a photo\'s kernel is '
+                                             'unknown) or a spec (g_d_<var>, g_b_<var>, a_d_<theta>_<l1>_<l2>)',
+                                             elem_id='kernel_spec')
                     kernel_file = gr.File(label='or a kernel file (.mat, .npy, .png)', type='filepath',
                                           elem_id='kernel_file')
-                    scale = gr.Slider(2, 4, value=2, step=1, label='scale', elem_id='scale')
+                    scale = gr.Radio(scales, value=scales[0], label='scale (those of the shipped models)',
+                                     elem_id='scale')
                     steps = gr.Slider(0, MAX_STEPS, value=10, step=1, label='adaptation steps', elem_id='steps')
-                    weights = gr.File(label='weights (.pth; empty: the shipped x2 direct weights)', type='filepath')
+                    weights = gr.File(label=f'weights (.pth; empty: the shipped model for the scale: {zoo})',
+                                      type='filepath')
                     zssr = gr.Checkbox(label='ZSSR baseline instead (minutes on CPU)', value=False)
                     run = gr.Button('Super-resolve', variant='primary', elem_id='run_photo')
                 with gr.Column():
@@ -249,7 +258,7 @@ def build_app(work_dir, max_pixels=DEFAULT_MAX_PIXELS):
                     hr_upload = gr.File(label='or your HR image', type='filepath', elem_id='hr_image')
                     clean_spec = gr.Textbox(value=DEMO_KERNEL, label='kernel spec')
                     clean_file = gr.File(label='or a kernel file', type='filepath')
-                    clean_scale = gr.Slider(2, 4, value=2, step=1, label='scale')
+                    clean_scale = gr.Radio(scales, value=scales[0], label='scale')
                     clean_steps = gr.Slider(0, MAX_STEPS, value=5, step=1, label='adaptation steps')
                     clean_weights = gr.File(label='weights (.pth)', type='filepath')
                     clean_run = gr.Button('Degrade and adapt', variant='primary', elem_id='run_clean')

@@ -1,8 +1,9 @@
 """``python -m mzsr_plugin.demo`` (console: ``mzsr-demo``): MZSR on an embedded default, in one command.
 
-A scikit-image photo is degraded with an anisotropic Gaussian kernel that no training task used (direct x2, as the
-paper's inputs), then super-resolved with the shipped weights after 0, 1, 5 and 10 adaptation steps. It prints a
-PSNR/time table beside bicubic, and saves a comparison figure and a PSNR-vs-steps plot.
+A scikit-image photo is degraded with an anisotropic Gaussian kernel that no training task used (direct sub-sampling,
+as the paper's inputs; x2 by default, ``--scale 4`` for x4), then super-resolved with the model zoo's weights for
+that scale after 0, 1, 5 and 10 adaptation steps. It prints a PSNR/time table beside bicubic, and saves a comparison
+figure and a PSNR-vs-steps plot.
 """
 import argparse
 import json
@@ -13,15 +14,16 @@ from os import path as osp
 
 from basicsr.utils import tensor2img
 from mzsr_plugin.data.kernels import parse_kernel_spec
-from mzsr_plugin.evaluation import degraded_case, evaluate_adaptation, file_sha256, load_mzsr_weights
+from mzsr_plugin.evaluation import degraded_case, evaluate_adaptation, file_sha256
+from mzsr_plugin.inference import load_network
 from mzsr_plugin.metrics.official_metric import calculate_mzsr_psnr
 from mzsr_plugin.utils.figures import plot_psnr_vs_steps, save_comparison
 from mzsr_plugin.utils.matlab_resize import imresize_pt
 
-DEFAULT_WEIGHTS = osp.join(osp.dirname(osp.abspath(__file__)), 'weights', 'mzsr_x2_direct.pth')
-# theta = 0.6 rad, variances 3.5 and 1.2: anisotropic, inside the training range (lambda <= 2.5 * 2), never drawn
-# exactly by a training task.
-DEMO_KERNEL = 'a_d_0.6_3.5_1.2'
+# theta = 0.6 rad, variances 3.5 and 1.2 at x2: anisotropic, inside the training range (lambda <= 2.5 * s), never
+# drawn exactly by a training task; the variances grow with the scale as the training range does.
+DEMO_KERNELS = {2: 'a_d_0.6_3.5_1.2', 3: 'a_d_0.6_5.2_1.8', 4: 'a_d_0.6_7.0_2.4'}
+DEMO_KERNEL = DEMO_KERNELS[2]
 DEMO_IMAGES = ('astronaut', 'chelsea', 'coffee')
 DEMO_STEPS = (0, 1, 5, 10)
 
@@ -52,19 +54,26 @@ def rgb(tensor):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--weights', default=DEFAULT_WEIGHTS, help='MZSRNet weights (.pth, BasicSR format)')
+    parser.add_argument('--weights', help='MZSRNet weights (.pth, BasicSR format); default: the model zoo\'s for the '
+                        'scale and the kernel\'s downsampling')
+    parser.add_argument('--scale', type=int, default=2, choices=sorted(DEMO_KERNELS), help='SR scale (default: 2)')
     parser.add_argument('--image', default=DEMO_IMAGES[0], help=f'skimage.data image, e.g. {", ".join(DEMO_IMAGES)}')
-    parser.add_argument('--kernel', default=DEMO_KERNEL, help='kernel spec of the degradation')
+    parser.add_argument('--kernel', help=f'kernel spec of the degradation (default: {DEMO_KERNELS})')
     parser.add_argument('--out', default='mzsr_demo', help='folder for the figures and results.json')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     args = parser.parse_args(argv)
 
-    case = skimage_case(args.image, args.kernel)
-    net = load_mzsr_weights(args.weights, case.scale, args.device)
+    args.kernel = args.kernel or DEMO_KERNELS[args.scale]
+    case = skimage_case(args.image, args.kernel, args.scale)
+    try:
+        net = load_network(args.weights, case.scale, case.downsample, args.device)
+    except (FileNotFoundError, ValueError) as error:
+        parser.error(str(error))
+    args.weights = net.weights_path
     os.makedirs(args.out, exist_ok=True)
     shown = osp.relpath(args.weights)  # what a user in the repository would type, not this machine's path
-    print(f'{args.image}: LR {case.lr.shape[-1]}x{case.lr.shape[-2]}, kernel {args.kernel} ({case.downsample} x2), '
-          f'weights {args.weights if shown.startswith("..") else shown}, device {args.device}')
+    print(f'{args.image}: LR {case.lr.shape[-1]}x{case.lr.shape[-2]}, kernel {args.kernel} ({case.downsample} '
+          f'x{case.scale}), weights {args.weights if shown.startswith("..") else shown}, device {args.device}')
 
     start = time.perf_counter()
     bicubic = imresize_pt(case.lr, case.scale)
@@ -88,7 +97,7 @@ def main(argv=None):
     plot_psnr_vs_steps({f'MZSR ({args.image})': {s: result.psnr[s] for s in DEMO_STEPS}, 'bicubic': bicubic_psnr},
                        curve, title=f'{args.image}, kernel {args.kernel}')
     with open(osp.join(args.out, 'results.json'), 'w') as f:
-        json.dump({'image': args.image, 'kernel': args.kernel, 'weights': args.weights,
+        json.dump({'image': args.image, 'kernel': args.kernel, 'scale': case.scale, 'weights': args.weights,
                    'weights_sha256': file_sha256(args.weights), 'device': args.device,
                    'bicubic': {'psnr': bicubic_psnr, 'seconds': bicubic_time},
                    'mzsr': {str(s): {'psnr': result.psnr[s], 'seconds': result.seconds[s]} for s in DEMO_STEPS}},

@@ -22,8 +22,9 @@ from basicsr.utils import tensor2img
 # The sibling script's timing helpers (scripts/ is on sys.path when a script in it runs).
 from bench_meta import count_flops, matmul_gflops, sync, time_it
 from mzsr_plugin.data.kernel_test_dataset import MZSRKernelTestDataset
-from mzsr_plugin.demo import DEFAULT_WEIGHTS, DEMO_IMAGES, DEMO_KERNEL, skimage_case
+from mzsr_plugin.demo import DEMO_IMAGES, DEMO_KERNEL, skimage_case
 from mzsr_plugin.evaluation import evaluate_adaptation, images_from_dataset, load_mzsr_weights
+from mzsr_plugin.model_zoo import MODEL_ZOO
 from mzsr_plugin.metrics.official_metric import calculate_mzsr_psnr
 from mzsr_plugin.models.adaptation import at_scale, make_son, resolve_adapt_lrs
 from mzsr_plugin.models.cuda_graphs import GraphedAdaptation
@@ -100,7 +101,7 @@ def step_gflops(net, image, device, repeats=3):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--weights', nargs='*', default=[DEFAULT_WEIGHTS], help='MZSR weights to compare')
+    parser.add_argument('--weights', nargs='*', default=[MODEL_ZOO['x2_direct'].path], help='MZSR weights to compare')
     parser.add_argument('--official', help='converted official pretrained weights (scripts/convert_official_mzsr.py)')
     parser.add_argument('--official-dir', default=OFFICIAL, help='the official MZSR test data (Set5 g20)')
     parser.add_argument('--skimage', nargs='*', default=list(DEMO_IMAGES), help='skimage.data photos to add')

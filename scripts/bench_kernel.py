@@ -20,7 +20,7 @@ from os import path as osp
 
 import mzsr_plugin  # noqa: F401  (first: makes basicsr importable on any torchvision)
 from mzsr_plugin.data.kernels import parse_kernel_spec, random_gaussian_kernel
-from mzsr_plugin.demo import DEFAULT_WEIGHTS
+from mzsr_plugin.model_zoo import MODEL_ZOO
 from mzsr_plugin.evaluation import DegradedImage, degraded_case, evaluate_adaptation, load_mzsr_weights
 from mzsr_plugin.kernel_estimation import estimate_kernel
 from mzsr_plugin.utils.figures import kernel_image, new_figure
@@ -76,7 +76,7 @@ def with_kernel(case, kernel, downsample='direct'):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--weights', default=DEFAULT_WEIGHTS)
+    parser.add_argument('--weights', default=MODEL_ZOO['x2_direct'].path)
     parser.add_argument('--benchmark', default=BENCHMARK)
     parser.add_argument('--images', type=int, default=20, help='B100 images')
     parser.add_argument('--no-kernelgan', action='store_true')

@@ -47,17 +47,18 @@ def run_case(args):
     """Runs one case in this process and prints its result as one JSON line."""
     torch.set_num_threads(args.threads)
     steps = args.steps[0]
-    from mzsr_plugin import cli
     from mzsr_plugin.data.kernels import parse_kernel_spec
+    from mzsr_plugin.inference import adaptation_lrs, load_network
+    from mzsr_plugin.models.adaptation import super_resolve_image
 
-    net = cli.load_network(args.weights, args.scale, 'cpu')
+    net = load_network(args.weights, args.scale, 'direct', 'cpu')
     lr = synthetic_lr(args.size)
     kernel = torch.from_numpy(parse_kernel_spec('g_d_2.0').kernel)
-    lrs = cli.parse_lrs(None, steps, args.scale, 'direct')
+    lrs = adaptation_lrs(None, net, steps, args.scale, 'direct')
     setup_gib = _rss_gib()
     start = time.perf_counter()
-    sr, info = cli.super_resolve_image(net, lr, kernel, args.scale, steps, lrs, downsample='direct',
-                                       tile=args.tile, crop_budget=args.crop_budget, rng=np.random.default_rng(0))
+    sr, info = super_resolve_image(net, lr, kernel, args.scale, steps, lrs, downsample='direct', tile=args.tile,
+                                   crop_budget=args.crop_budget, rng=np.random.default_rng(0))
     seconds = time.perf_counter() - start
     assert sr.shape[-2:] == (args.size * args.scale, args.size * args.scale), sr.shape
     assert torch.isfinite(sr).all()

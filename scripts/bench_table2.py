@@ -23,7 +23,7 @@ import mzsr_plugin  # noqa: F401  (first: makes basicsr importable on any torchv
 from bench_adapt import zssr_row
 from mzsr_plugin.campaign.runner import machine_label
 from mzsr_plugin.data.kernel_test_dataset import MZSRKernelTestDataset
-from mzsr_plugin.demo import DEFAULT_WEIGHTS
+from mzsr_plugin.model_zoo import MODEL_ZOO
 from mzsr_plugin.evaluation import (bicubic_psnr, evaluate_adaptation, file_sha256, images_from_dataset,
                                     load_mzsr_weights)
 
@@ -79,7 +79,7 @@ def zssr_cells(images, set_name, kernel, args, cache):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--weights', default=DEFAULT_WEIGHTS)
+    parser.add_argument('--weights', default=MODEL_ZOO['x2_direct'].path)
     parser.add_argument('--benchmark', default=BENCHMARK)
     parser.add_argument('--sets', default=','.join(SETS))
     parser.add_argument('--kernels', default=','.join(KERNELS))

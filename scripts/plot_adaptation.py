@@ -18,7 +18,7 @@ from os import path as osp
 import mzsr_plugin  # noqa: F401  (first: makes basicsr importable on any torchvision)
 from bench_adapt import OFFICIAL, set5_g20, zssr_row
 from mzsr_plugin.campaign.runner import machine_label
-from mzsr_plugin.demo import DEFAULT_WEIGHTS
+from mzsr_plugin.model_zoo import MODEL_ZOO
 from mzsr_plugin.evaluation import bicubic_psnr, evaluate_adaptation, file_sha256, load_mzsr_weights, mean_psnr
 from mzsr_plugin.utils.figures import plot_psnr_vs_steps
 
@@ -38,7 +38,7 @@ def official_pretrained(work_dir):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--weights', default=DEFAULT_WEIGHTS, help='meta-trained weights')
+    parser.add_argument('--weights', default=MODEL_ZOO['x2_direct'].path, help='meta-trained weights')
     parser.add_argument('--pretrained', help='bicubic-pretrained weights (default: the official, converted)')
     parser.add_argument('--official-dir', default=OFFICIAL)
     parser.add_argument('--zssr-psnr', type=float, help="ZSSR's mean Set5 g^d_2.0 PSNR, from bench_adapt.py")

@@ -112,6 +112,10 @@ def test_photo_is_super_resolved_in_the_page(server, browser, tmp_path):
     upload(browser, 'lr_image', tmp_path / 'photo.png')
     time.sleep(2)  # the upload finishes before the click is taken
     set_slider(browser, 'steps', 1)
+    kernel = browser.find_element(By.CSS_SELECTOR, '#kernel_spec textarea')
+    assert kernel.get_attribute('value') == 'estimate'  # a photo's kernel is unknown: blind by default
+    kernel.clear()
+    kernel.send_keys('g_d_2.0')
     browser.find_element(By.ID, 'run_photo').click()
     info = WebDriverWait(browser, 240).until(
         lambda d: d.find_element(By.ID, 'photo_info').text if 'adaptation step' in d.find_element(

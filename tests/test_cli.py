@@ -12,12 +12,13 @@ import torch
 from os import path as osp
 
 from helpers import smooth_image
-from mzsr_plugin import cli
+from mzsr_plugin import cli, model_zoo
 from mzsr_plugin.archs.mzsr_arch import MZSRNet
 from mzsr_plugin.data.degradations import degrade_np
 from mzsr_plugin.data.kernels import isotropic_gaussian_kernel
 from mzsr_plugin.utils.figures import plot_psnr_vs_steps
-from mzsr_plugin.utils.image_io import list_images, read_image, write_image
+from mzsr_plugin.inference import list_inputs
+from mzsr_plugin.utils.image_io import read_image, write_image
 
 KERNEL = isotropic_gaussian_kernel(9, 1.0)
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
@@ -88,9 +89,10 @@ def test_kernel_is_required_and_missing_kernels_are_named(setup, capsys):
 
 def test_missing_weights_are_named(setup, capsys, monkeypatch):
     missing = setup / 'no_such_weights.pth'
-    monkeypatch.setattr(cli, 'DEFAULT_WEIGHTS', str(missing))
+    monkeypatch.setattr(model_zoo, 'WEIGHTS_DIR', str(setup / 'empty'))  # an install without the shipped weights
     message = _error(capsys, [setup / 'lr', '-o', setup / 'out', '--kernel', setup / 'k.npy'])
-    assert str(missing) in message and '--weights' in message
+    assert 'no shipped MZSR model serves x2 with direct downsampling (shipped: none)' in message
+    assert '--weights' in message and '--zssr' in message
     message = _error(capsys, [setup / 'lr', '-o', setup / 'out', '--kernel', setup / 'k.npy', '--weights', missing])
     assert str(missing) in message
     (setup / 'bad.pth').write_bytes(b'not a checkpoint')
@@ -191,15 +193,15 @@ def test_write_image_rounds_as_the_official(tmp_path):
     assert back[0, 0].tolist() == [0, 255, 102] and back[1, 1].tolist() == [1, 1, 1]
 
 
-def test_list_images(tmp_path):
+def test_list_inputs(tmp_path):
     for name in ['b.PNG', 'a.jpg', 'notes.txt']:
         (tmp_path / name).write_bytes(b'x')
-    assert [osp.basename(p) for p in list_images([str(tmp_path)])] == ['a.jpg', 'b.PNG']
+    assert [osp.basename(p) for p in list_inputs([str(tmp_path)])] == ['a.jpg', 'b.PNG']
     os.mkdir(tmp_path / 'empty')
     with pytest.raises(FileNotFoundError, match='no images'):
-        list_images([str(tmp_path / 'empty')])
+        list_inputs([str(tmp_path / 'empty')])
     with pytest.raises(ValueError, match='notes.txt'):
-        list_images([str(tmp_path / 'notes.txt')])
+        list_inputs([str(tmp_path / 'notes.txt')])
 
 
 def test_psnr_vs_steps_plot(tmp_path):

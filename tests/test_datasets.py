@@ -7,13 +7,13 @@ import pytest
 import random
 import scipy.io
 import torch
-from os import path as osp
-
 from basicsr.data import build_dataloader, build_dataset
 from basicsr.data.transforms import mod_crop
 from basicsr.utils.lmdb_util import LmdbMaker
 from conftest import shared_path
 from helpers import smooth_image, write_images
+from os import path as osp
+
 from mzsr_plugin.data.degradations import degrade_np, degrade_pt
 from mzsr_plugin.data.kernel_test_dataset import MZSRKernelTestDataset
 from mzsr_plugin.data.kernels import isotropic_gaussian_kernel, load_kernel, random_gaussian_kernel, save_kernel
@@ -248,8 +248,9 @@ def test_kernel_test_from_lq_with_kernel_dir(tmp_path):
         cv2.imread(str(lq_dir / 'img000.png')) / 255.,
         atol=1e-7)
     (kdir / 'img002.npy').unlink()
-    tried = r'tried img002\.mat, img002_0\.mat, img002\.npy, img002\.png'
-    with pytest.raises(FileNotFoundError, match=r'no kernel for image .*img002\.png in kernel_dir .*' + tried):
+    # The same lookup as mzsr-sr --kernel-dir (mzsr_plugin.inference.KERNEL_PATTERNS).
+    tried = r'looked for img002\.mat, img002_0\.mat, img002\.npy, img002_0\.npy, img002\.png, img002_0\.png'
+    with pytest.raises(FileNotFoundError, match=r'no kernel for .*img002\.png in kernel_dir .*' + tried):
         dataset[2]
 
 

@@ -9,6 +9,7 @@ from os import path as osp
 from mzsr_plugin import demo
 from mzsr_plugin.archs.mzsr_arch import MZSRNet
 from mzsr_plugin.evaluation import file_sha256
+from mzsr_plugin.model_zoo import MODEL_ZOO
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -37,8 +38,9 @@ def test_demo_prints_table_and_saves_figures(tmp_path, capsys):
 
 
 def test_demo_default_weights_are_shipped():
-    assert osp.isfile(demo.DEFAULT_WEIGHTS)
-    params = torch.load(demo.DEFAULT_WEIGHTS, weights_only=True)['params']
+    path = MODEL_ZOO['x2_direct'].path
+    assert osp.isfile(path)
+    params = torch.load(path, weights_only=True)['params']
     net = MZSRNet()
     net.load_state_dict(params)  # strict: the shipped file is the official 8x64 shape
     assert sum(p.numel() for p in net.parameters()) == 225091

@@ -9,7 +9,7 @@ Two modes:
   (``kernel_file``), or ``kernel: random`` (a meta-training kernel drawn from ``kernel_seed`` and the image index,
   so every run sees the same kernels).
 * From LR (``dataroot_lq``): the kernel is ``kernel`` (a spec), ``kernel_file`` (one for all), or ``kernel_dir``
-  (one per image, looked up as ``<stem>.mat``, ``<stem>_0.mat`` (ZSSR/KernelGAN), ``<stem>.npy``, ``<stem>.png``).
+  (one per image, looked up as ``mzsr-sr --kernel-dir`` does: :data:`mzsr_plugin.inference.KERNEL_PATTERNS`).
   ``dataroot_gt`` is optional; GT files are named ``gt_filename_tmpl.format(<lq stem>)`` + the LR extension
   (``'{}_GT'`` for the official ``GT/`` folder) and kept as they are: when they are not mod-cropped, the metrics of
   :mod:`mzsr_plugin.metrics.official_metric` compare the common top-left region.
@@ -22,33 +22,13 @@ from torch.utils import data as data
 from basicsr.data.transforms import mod_crop
 from basicsr.utils import FileClient, get_root_logger, img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
-
+from mzsr_plugin.inference import find_kernel_file
 from mzsr_plugin.kernel_estimation import estimate_kernel
 from mzsr_plugin.option_schema import KERNEL_TEST_DATASET, check_dataset
+from mzsr_plugin.utils.image_io import decode_image
 from .degradations import add_noise, degrade_np
 from .kernels import SPEC_KERNEL_SIZE, load_kernel, parse_kernel_spec, random_gaussian_kernel
-from mzsr_plugin.utils.image_io import decode_image
 from .meta_task_dataset import image_paths
-
-KERNEL_DIR_PATTERNS = ('{}.mat', '{}_0.mat', '{}.npy', '{}.png')
-
-
-def find_kernel_file(kernel_dir, image_path):
-    """The kernel file of an image in ``kernel_dir``.
-
-    Args:
-        kernel_dir (str): Folder of kernel files.
-        image_path (str): The LR image (or LMDB key); its stem names the kernel.
-
-    Returns:
-        str: The first existing of ``<stem>.mat``, ``<stem>_0.mat``, ``<stem>.npy``, ``<stem>.png``.
-    """
-    stem = osp.splitext(osp.basename(image_path))[0]
-    names = [pattern.format(stem) for pattern in KERNEL_DIR_PATTERNS]
-    for name in names:
-        if osp.isfile(osp.join(kernel_dir, name)):
-            return osp.join(kernel_dir, name)
-    raise FileNotFoundError(f'no kernel for image {image_path} in kernel_dir {kernel_dir}: tried {", ".join(names)}')
 
 
 @DATASET_REGISTRY.register()
@@ -164,7 +144,7 @@ class MZSRKernelTestDataset(data.Dataset):
         if self.random_kernel:
             rng = np.random.default_rng((self.kernel_seed, index))
             return random_gaussian_kernel(self.scale, self.kernel_size, rng=rng)
-        return load_kernel(find_kernel_file(self.opt['kernel_dir'], path))
+        return load_kernel(find_kernel_file(self.opt['kernel_dir'], path, 'kernel_dir'))
 
     def _read(self, path, key):
         return decode_image(self.file_client.get(path, key), path)[0]

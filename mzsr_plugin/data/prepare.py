@@ -29,8 +29,8 @@ from os import path as osp
 from basicsr.utils import imfrombytes, scandir
 from basicsr.utils.lmdb_util import make_lmdb_from_imgs
 from basicsr.utils.matlab_functions import imresize
+from mzsr_plugin.inference import list_inputs
 
-IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm')
 HR_CROP_SIZE = 480
 HR_STEP = 240
 # LmdbMaker's default. BasicSR's estimate (10x the first image) can be too small for tiny or uneven images, and
@@ -84,20 +84,17 @@ def sub_image_positions(length, crop_size, step, thresh_size=0):
 
 
 def list_images(folder):
-    """Sorted image file names (not paths) directly in ``folder``.
+    """Sorted image file names (not paths) directly in ``folder``, as ``mzsr-sr`` lists a folder.
 
     Args:
         folder (str): Image folder.
 
     Returns:
-        list[str]: File names with one of :data:`IMG_EXTENSIONS`.
+        list[str]: File names with one of :data:`~mzsr_plugin.utils.image_io.IMAGE_EXTENSIONS` (any case).
     """
     if not osp.isdir(folder):
         raise FileNotFoundError(f'image folder {folder} does not exist')
-    names = sorted(scandir(folder, suffix=IMG_EXTENSIONS))
-    if not names:
-        raise FileNotFoundError(f'image folder {folder} holds no images ({", ".join(IMG_EXTENSIONS)})')
-    return names
+    return [osp.basename(path) for path in list_inputs([folder])]
 
 
 def _read_image(path):

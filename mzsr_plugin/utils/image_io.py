@@ -8,7 +8,8 @@ import numpy as np
 import os
 from os import path as osp
 
-IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
+# What every reader of the package takes as an image file (mzsr-sr inputs, dataset preparation).
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm')
 
 
 def decode_image(content, source):
@@ -100,29 +101,3 @@ def write_image(path, img_rgb, gray=False):
     if not ok:
         raise OSError(f'cannot encode an image for {path}')
     encoded.tofile(path)
-
-
-def list_images(inputs):
-    """Expands files and folders (not recursively) into a sorted list of image files.
-
-    Args:
-        inputs (Sequence[str]): Image files and/or folders; folder members with an extension of
-            :data:`IMAGE_EXTENSIONS` (any case) are taken.
-
-    Returns:
-        list[str]: Image paths, in the order of ``inputs`` (folder members sorted by name).
-    """
-    files = []
-    for item in inputs:
-        if osp.isdir(item):
-            members = sorted(name for name in os.listdir(item) if osp.splitext(name)[1].lower() in IMAGE_EXTENSIONS)
-            files.extend(osp.join(item, name) for name in members)
-        elif osp.isfile(item):
-            if osp.splitext(item)[1].lower() not in IMAGE_EXTENSIONS:
-                raise ValueError(f'{item} is not an image file; expected one of {", ".join(IMAGE_EXTENSIONS)}')
-            files.append(item)
-        else:
-            raise FileNotFoundError(f'input {item} does not exist')
-    if not files:
-        raise FileNotFoundError(f'no images ({", ".join(IMAGE_EXTENSIONS)}) found in {", ".join(inputs)}')
-    return files

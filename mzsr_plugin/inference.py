@@ -1,0 +1,458 @@
+"""One inference path: what goes with an image (kernel, ground truth, weights) and the run of one image.
+
+``mzsr-sr``, ``mzsr-app``, the demo and :class:`~mzsr_plugin.data.kernel_test_dataset.MZSRKernelTestDataset`
+resolve inputs here and nowhere else. The data path of one image::
+
+    list_inputs(['photos/'])                   -> 'photos/cat.png'
+    resolve_kernel('g_d_2.0') | find_kernel_file(dir, path) | 'estimate'  -> KernelChoice(kernel, downsample, source)
+    find_gt('gt/', path)                       -> 'gt/cat_GT.png' or None
+    load_network(None, scale, downsample)      -> the zoo's model for them (MZSRNet + learned step sizes + record)
+    run_image(path, choice, settings, net)     -> ImageResult: son = LR*k↓s, n SGD steps on (son -> LR), SR of
+                                                  LR, bicubic, official PSNR/SSIM against the GT
+    save_outputs(result, out_dir)              -> <stem>.png, <stem>_kernel.mat/.png, <stem>_compare.png
+"""
+import numpy as np
+import os
+import pickle
+import torch
+import warnings
+from dataclasses import dataclass, field
+from os import path as osp
+
+from mzsr_plugin.data.kernels import load_kernel, parse_kernel_spec, save_kernel
+from mzsr_plugin.evaluation import load_mzsr_weights
+from mzsr_plugin.kernel_estimation import estimate_kernel
+from mzsr_plugin.metrics.official_metric import calculate_mzsr_psnr, calculate_mzsr_ssim
+from mzsr_plugin.model_zoo import MODEL_ZOO, RECORD_KEY, zoo_model_for
+from mzsr_plugin.models.adaptation import DEFAULT_CROP_BUDGET, DEFAULT_TILE, resolve_adapt_lrs, super_resolve_image
+from mzsr_plugin.utils.figures import kernel_image, save_comparison
+from mzsr_plugin.utils.image_io import IMAGE_EXTENSIONS, read_image, to_uint8, write_image
+from mzsr_plugin.utils.matlab_resize import imresize_pt
+from mzsr_plugin.zssr import ZSSR_DEFAULTS, zssr_super_resolve
+
+# Kernel files looked up per image in a kernel folder, first match wins (``_0``: ZSSR/KernelGAN naming).
+KERNEL_PATTERNS = ('{stem}.mat', '{stem}_0.mat', '{stem}.npy', '{stem}_0.npy', '{stem}.png', '{stem}_0.png')
+# Ground-truth files looked up per image in a GT folder (``_GT``: the official MZSR test naming).
+GT_PATTERNS = ('{stem}.png', '{stem}_GT.png', '{name}')
+KERNEL_HELP = ('pass --kernel FILE (.mat with key "kernel" or "Kernel", .npy, or .png) or a spec such as g_d_2.0, '
+               'or --kernel-dir DIR holding <stem>.mat, <stem>_0.mat, <stem>.npy or <stem>.png per image')
+ESTIMATE = 'estimate'
+
+
+class ModelRecordWarning(UserWarning):
+    """Weights without a ``model_record`` are used at the scale and downsampling asked, unchecked."""
+
+
+# ------------------------------------------------------------------------------------------------------------ inputs
+def list_inputs(inputs):
+    """Expands files and folders (not recursively) into a sorted list of image files.
+
+    Args:
+        inputs (Sequence[str]): Image files and/or folders; folder members with an extension of
+            :data:`~mzsr_plugin.utils.image_io.IMAGE_EXTENSIONS` (any case) are taken.
+
+    Returns:
+        list[str]: Image paths, in the order of ``inputs`` (folder members sorted by name).
+    """
+    files = []
+    for item in inputs:
+        if osp.isdir(item):
+            members = sorted(name for name in os.listdir(item) if osp.splitext(name)[1].lower() in IMAGE_EXTENSIONS)
+            files.extend(osp.join(item, name) for name in members)
+        elif osp.isfile(item):
+            if osp.splitext(item)[1].lower() not in IMAGE_EXTENSIONS:
+                raise ValueError(f'{item} is not an image file; expected one of {", ".join(IMAGE_EXTENSIONS)}')
+            files.append(item)
+        else:
+            raise FileNotFoundError(f'input {item} does not exist')
+    if not files:
+        raise FileNotFoundError(f'no images ({", ".join(IMAGE_EXTENSIONS)}) found in {", ".join(inputs)}')
+    return files
+
+
+# ----------------------------------------------------------------------------------------------------------- kernels
+@dataclass
+class KernelChoice:
+    """The kernel of an image and how its LR was sub-sampled.
+
+    Attributes:
+        kernel (np.ndarray | None): Shape (k, k), summing to 1; None for ``estimate`` (found per image).
+        downsample (str): ``'direct'`` or ``'bicubic'``.
+        source (str): What it came from, for logs and metrics (file, spec, ``estimate (spectral)``).
+    """
+    kernel: np.ndarray
+    downsample: str
+    source: str
+
+    @property
+    def estimate(self):
+        return self.kernel is None
+
+
+def resolve_kernel(spec, downsample=None, option='--kernel', estimator='spectral'):
+    """A kernel given by name: a file, a spec such as ``g_d_2.0``, or ``estimate``.
+
+    Args:
+        spec (str): A kernel file (.mat/.npy/.png), a spec (:func:`~mzsr_plugin.data.kernels.parse_kernel_spec`)
+            or ``estimate`` (blind: estimated from each image).
+        downsample (str | None): The downsampling asked; None takes the spec's (``'direct'`` for files).
+        option (str): How the caller calls the setting, for messages (``--kernel``, ``kernel``).
+        estimator (str): Shown in the source of ``estimate``.
+
+    Returns:
+        KernelChoice
+    """
+    if spec == ESTIMATE:
+        if downsample not in (None, 'direct'):
+            raise ValueError(f'{option} estimate models direct sub-sampling; drop --downsample {downsample}')
+        return KernelChoice(None, 'direct', f'estimate ({estimator})')
+    if osp.exists(spec):
+        return KernelChoice(load_kernel(spec), downsample or 'direct', spec)
+    if osp.splitext(spec)[1].lower() in ('.mat', '.npy', '.png') or '/' in spec or os.sep in spec:
+        raise FileNotFoundError(f'{option} {spec}: no such kernel file (and not a kernel spec either)')
+    try:
+        parsed = parse_kernel_spec(spec)
+    except ValueError as error:
+        raise FileNotFoundError(f'{option} {spec}: no such file, and not a kernel spec either ({error})') from None
+    if downsample is not None and downsample != parsed.downsample:
+        raise ValueError(f'{option} {spec} means {parsed.downsample} downsampling but --downsample {downsample} was '
+                         'given; drop one of them')
+    return KernelChoice(parsed.kernel, parsed.downsample, spec)
+
+
+def find_kernel_file(kernel_dir, image_path, option='--kernel-dir'):
+    """The kernel file of an image in a kernel folder (see :data:`KERNEL_PATTERNS`), never the image itself.
+
+    Args:
+        kernel_dir (str): Folder of kernels.
+        image_path (str): The image file (or LMDB key): its stem names the kernel.
+        option (str): How the caller calls the folder, for the message (``--kernel-dir``, ``kernel_dir``).
+
+    Returns:
+        str: Path of the kernel file.
+    """
+    stem = osp.splitext(osp.basename(image_path))[0]
+    candidates = [osp.join(kernel_dir, pattern.format(stem=stem)) for pattern in KERNEL_PATTERNS]
+    for candidate in candidates:
+        if osp.isfile(candidate) and not (osp.exists(image_path) and osp.samefile(candidate, image_path)):
+            return candidate
+    raise FileNotFoundError(f'no kernel for {image_path} in {option} {kernel_dir}: looked for '
+                            f'{", ".join(osp.basename(c) for c in candidates)}')
+
+
+def find_gt(gt_dir, image_path):
+    """The ground truth of an image in ``gt_dir`` (see :data:`GT_PATTERNS`), or None."""
+    name = osp.basename(image_path)
+    stem = osp.splitext(name)[0]
+    for pattern in GT_PATTERNS:
+        candidate = osp.join(gt_dir, pattern.format(stem=stem, name=name))
+        if osp.isfile(candidate) and not osp.samefile(candidate, image_path):
+            return candidate
+    return None
+
+
+# ----------------------------------------------------------------------------------------------------------- weights
+def weights_record(path):
+    """The ``model_record`` of a weights file (kind, scales, downsampling, training), or None if it has none."""
+    state = torch.load(path, map_location='cpu', weights_only=True)
+    return state.get(RECORD_KEY) if isinstance(state, dict) else None
+
+
+def check_record(record, weights, scale, downsample, option='--weights'):
+    """Refuses weights whose record contradicts the scale or downsampling asked.
+
+    Args:
+        record (dict | None): The file's ``model_record``; None warns (:class:`ModelRecordWarning`) and passes.
+        weights (str): The file, for messages.
+        scale (int): Scale asked.
+        downsample (str): Downsampling asked.
+        option (str): How the caller names the weights setting.
+    """
+    if record is None:
+        warnings.warn(f'{option} {weights} carries no model record (e.g. converted official weights): used for '
+                      f'x{scale} {downsample} downsampling as asked, unchecked', ModelRecordWarning, stacklevel=3)
+        return
+    scales = [int(s) for s in record.get('scales', [])]
+    if scale not in scales or record.get('downsample') != downsample:
+        trained = f'{"/".join(f"x{s}" for s in scales)} {record.get("downsample")}'
+        try:
+            fitting = zoo_model_for(scale, downsample).path
+            hint = f'drop {option} to use the shipped x{scale} {downsample} model ({fitting})'
+        except ValueError:
+            hint = f'no shipped model serves x{scale} {downsample}'
+        raise ValueError(f'{option} {weights} is a {record.get("kind", "?")} model ({trained} downsampling) but '
+                         f'x{scale} with {downsample} downsampling was asked; {hint}')
+
+
+def choose_weights(weights, scale, downsample, option='--weights'):
+    """The weights file to use: ``weights`` if given (checked against its record), else the zoo's model.
+
+    Args:
+        weights (str | None): A weights file, or None for the shipped model of ``scale`` and ``downsample``.
+        scale (int): Scale asked.
+        downsample (str): Downsampling asked.
+        option (str): How the caller names the weights setting, for messages.
+
+    Returns:
+        tuple[str, dict | None]: The file and its record.
+    """
+    if weights is None:
+        model = zoo_model_for(scale, downsample)
+        return model.path, weights_record(model.path)
+    if not osp.isfile(weights):
+        raise FileNotFoundError(f'{option} {weights}: file not found')
+    try:
+        record = weights_record(weights)
+    except (RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as error:
+        reason = str(error).replace(f'{weights}: ', '')
+        raise ValueError(f'{option} {weights}: cannot load MZSRNet weights from it ({reason})') from None
+    check_record(record, weights, scale, downsample, option)
+    return weights, record
+
+
+def load_network(weights, scale, downsample='direct', device='cpu', option='--weights'):
+    """MZSRNet for ``scale`` and ``downsample``: the given weights (checked) or the zoo's model.
+
+    Args:
+        weights (str | None): A BasicSR ``.pth`` (key ``params``) or None for the shipped model.
+        scale (int): Scale.
+        downsample (str): ``'direct'`` or ``'bicubic'``.
+        device (str | torch.device): Device.
+        option (str): How the caller names the weights setting, for messages.
+
+    Returns:
+        MZSRNet: In eval mode; ``net.inner_lrs`` (learned step sizes or None), ``net.record`` (the file's
+        ``model_record`` or None) and ``net.weights_path`` set.
+    """
+    path, record = choose_weights(weights, scale, downsample, option)
+    try:
+        net = load_mzsr_weights(path, scale, device)
+    except (RuntimeError, ValueError, KeyError, EOFError, pickle.UnpicklingError) as error:
+        reason = str(error).replace(f'{path}: ', '')  # the file is named once, in front
+        raise ValueError(f'{option} {path}: cannot load MZSRNet weights from it ({reason})') from None
+    net.record, net.weights_path = record, path
+    return net
+
+
+def is_multiscale(net):
+    """Whether the net's record says it serves several scales (its default adaptation preset is ``multiscale``)."""
+    record = getattr(net, 'record', None)
+    return bool(record) and len(record.get('scales', [])) > 1
+
+
+# ------------------------------------------------------------------------------------------------------- one image
+@dataclass
+class RunSettings:
+    """How one image is super-resolved (``mzsr-sr``'s flags; the app's fields).
+
+    Attributes:
+        scale (int): SR scale.
+        steps (int): MZSR adaptation steps.
+        lr (str | float | list | None): Adaptation learning rates (a preset, ``learned``, numbers); None: the
+            weights' learned step sizes, else the official preset of the model kind.
+        zssr (bool): Run the ZSSR baseline instead of MZSR.
+        zssr_iters (int): ZSSR iteration cap.
+        self_ensemble (bool): x8 geometric self-ensemble.
+        back_projection (int | None): Back-projection iterations; None: 0 for MZSR, ZSSR's official default.
+        tile (int): LR tile size of inference (0: never).
+        crop_budget (int): Most LR pixels adaptation runs on (0: the whole image).
+        seed (int | None): Seed of the adaptation crops, of ZSSR and of kernel estimation.
+        estimator (str): Kernel estimator of ``estimate``.
+        estimator_iters (int): KernelGAN iterations.
+        compare (bool): Also compute the SR before adaptation (for the comparison figure).
+        device (str): Device.
+    """
+    scale: int = 2
+    steps: int = 10
+    lr: object = None
+    zssr: bool = False
+    zssr_iters: int = ZSSR_DEFAULTS['max_iters']
+    self_ensemble: bool = False
+    back_projection: int = None
+    tile: int = DEFAULT_TILE
+    crop_budget: int = DEFAULT_CROP_BUDGET
+    seed: int = None
+    estimator: str = 'spectral'
+    estimator_iters: int = 1000
+    compare: bool = False
+    device: str = 'cpu'
+
+
+@dataclass
+class ImageResult:
+    """One super-resolved image and what was measured of it.
+
+    Attributes:
+        path (str): The LR image. stem (str): Its name without extension.
+        lr (np.ndarray): The LR, (h, w, 3) float32 RGB in [0, 1]. gray (bool): The file was grayscale.
+        sr (np.ndarray): The SR, (h*s, w*s, 3) float RGB in [0, 1]. bicubic (np.ndarray): MATLAB bicubic, same.
+        sr0 (np.ndarray | None): MZSR before adaptation (``settings.compare`` and steps > 0).
+        kernel (np.ndarray): The kernel used, (k, k). kernel_source (str). downsample (str). scale (int).
+        method (str): ``MZSR`` or ``ZSSR``. steps (int): Adaptation steps, or ZSSR iterations run.
+        seconds (float): Adaptation + SR (or ZSSR training + SR).
+        estimated (dict | None): Kernel estimation info (``seconds``, ``warning``) when the kernel was estimated.
+        gt_path (str | None), gt (np.ndarray | None): Ground truth (uint8 RGB, mod-cropped).
+        metrics (dict): ``psnr``, ``ssim``, ``psnr_bicubic``, ``ssim_bicubic``, ``psnr0`` (with GT).
+    """
+    path: str
+    stem: str
+    lr: np.ndarray
+    gray: bool
+    sr: np.ndarray
+    bicubic: np.ndarray
+    kernel: np.ndarray
+    kernel_source: str
+    downsample: str
+    scale: int
+    method: str
+    steps: int
+    seconds: float
+    sr0: np.ndarray = None
+    estimated: dict = None
+    gt_path: str = None
+    gt: np.ndarray = None
+    metrics: dict = field(default_factory=dict)
+
+    @property
+    def output_name(self):
+        return f'{self.stem}_zssr.png' if self.method == 'ZSSR' else f'{self.stem}.png'
+
+
+def image_metrics(sr_uint8, gt_path, scale, gray):
+    """Official PSNR/SSIM (Y channel, shave = scale) of an SR image against its GT, GT mod-cropped to the scale.
+
+    Args:
+        sr_uint8 (ndarray): SR as written, uint8 RGB (H, W, 3) or gray (H, W).
+        gt_path (str): Ground-truth image.
+        scale (int): Scale.
+        gray (bool): Compare as gray images (both replicated to 3 channels).
+
+    Returns:
+        tuple[float, float, ndarray]: PSNR, SSIM and the GT as uint8 RGB (mod-cropped).
+    """
+    gt = to_uint8(read_image(gt_path)[0], gray)
+    gt = np.repeat(gt[..., None], 3, axis=2) if gray else gt
+    h, w = gt.shape[:2]
+    gt = gt[:h - h % scale, :w - w % scale]
+    sr = np.repeat(sr_uint8[..., None], 3, axis=2) if sr_uint8.ndim == 2 else sr_uint8
+    # An LR of ceil(H / s) rows gives at most s more SR rows than the mod-cropped GT has; more means a wrong GT.
+    if not all(0 <= s - g <= scale for s, g in zip(sr.shape[:2], gt.shape[:2])):
+        raise ValueError(
+            f'ground truth {gt_path} is {h}x{w} (mod-cropped {gt.shape[0]}x{gt.shape[1]}) but the x{scale} '
+            f'SR is {sr.shape[0]}x{sr.shape[1]}; expected the HR image of this input')
+    sr = sr[:gt.shape[0], :gt.shape[1]]
+    gt_bgr, sr_bgr = gt[..., ::-1], sr[..., ::-1]
+    return calculate_mzsr_psnr(sr_bgr, gt_bgr, scale), calculate_mzsr_ssim(sr_bgr, gt_bgr, scale), gt
+
+
+def adaptation_lrs(lr, net, steps, scale, downsample, option='--lr'):
+    """One learning rate per step for ``net`` (see :func:`~mzsr_plugin.models.adaptation.resolve_adapt_lrs`);
+    the record of a multi-scale model selects its preset."""
+    learned = getattr(net, 'inner_lrs', None)
+    if lr == 'learned' and not learned:
+        raise ValueError(f'{option} learned: {getattr(net, "weights_path", "the weights")} carries no learned step '
+                         'sizes; use a preset or numbers')
+    return resolve_adapt_lrs(lr, steps, scale, downsample, is_multiscale(net), learned=learned)
+
+
+def _to_numpy(sr):
+    return sr[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+
+
+def run_image(path, choice, settings, net=None, gt_path=None, rng=None, progress=False):
+    """Super-resolves one image file: kernel (estimated if asked), adaptation, SR, bicubic, metrics.
+
+    Args:
+        path (str): LR image file.
+        choice (KernelChoice): Its kernel (None kernel: estimated here).
+        settings (RunSettings): How.
+        net (MZSRNet | None): From :func:`load_network` (None with ``settings.zssr``).
+        gt_path (str | None): Ground truth, for PSNR/SSIM.
+        rng (np.random.Generator | None): Adaptation crops of large images.
+        progress (bool): tqdm bars (ZSSR, kernel estimation).
+
+    Returns:
+        ImageResult
+    """
+    img, gray = read_image(path)
+    stem = osp.splitext(osp.basename(path))[0]
+    scale, device = settings.scale, torch.device(settings.device)
+    kernel_np, estimated = choice.kernel, None
+    if choice.estimate:
+        kernel_np, estimated = estimate_kernel(img, scale, settings.estimator, seed=settings.seed or 0,
+                                               iterations=settings.estimator_iters, device=device, progress=progress)
+    lr = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).unsqueeze(0).to(device)
+    kernel = torch.from_numpy(kernel_np).to(device)
+    downsample = choice.downsample
+    tile = settings.tile or None
+    sr0 = None
+    if settings.zssr:
+        overrides = {'output_flip': True} if settings.self_ensemble else {}
+        if settings.back_projection is not None:
+            overrides['back_projection_iters'] = settings.back_projection
+        sr, info = zssr_super_resolve(lr, kernel, scale, downsample, device, max_iters=settings.zssr_iters,
+                                      seed=settings.seed, progress=progress,
+                                      tile=tile if tile and max(lr.shape[-2:]) > tile else None, **overrides)
+        method, steps = 'ZSSR', info['iterations']
+    else:
+        common = dict(downsample=downsample, self_ensemble=settings.self_ensemble,
+                      back_projection=settings.back_projection or 0, tile=tile, crop_budget=settings.crop_budget)
+        lrs = adaptation_lrs(settings.lr, net, settings.steps, scale, downsample)
+        sr, info = super_resolve_image(net, lr, kernel, scale, settings.steps, lrs, rng=rng, **common)
+        method, steps = 'MZSR', settings.steps
+        if settings.compare and steps:
+            sr0 = _to_numpy(super_resolve_image(net, lr, kernel, scale, 0, [], **common)[0])
+    result = ImageResult(path, stem, img, gray, _to_numpy(sr), _to_numpy(imresize_pt(lr, scale)), kernel_np,
+                         choice.source, downsample, scale, method, steps, info['seconds'], sr0=sr0,
+                         estimated=estimated, gt_path=gt_path)
+    if gt_path:
+        m = result.metrics
+        m['psnr'], m['ssim'], result.gt = image_metrics(to_uint8(result.sr, gray), gt_path, scale, gray)
+        m['psnr_bicubic'], m['ssim_bicubic'], _ = image_metrics(to_uint8(result.bicubic, gray), gt_path, scale, gray)
+        if sr0 is not None:
+            m['psnr0'] = image_metrics(to_uint8(sr0, gray), gt_path, scale, gray)[0]
+    return result
+
+
+def save_outputs(result, out_dir, compare=False):
+    """Writes what ``mzsr-sr`` writes of one image.
+
+    Args:
+        result (ImageResult): From :func:`run_image`.
+        out_dir (str): Output folder.
+        compare (bool): Also the comparison figure (LR | bicubic | 0 steps | n steps | GT | kernel, zoomed crops).
+
+    Returns:
+        dict: Paths: ``sr``, and ``kernel_mat``/``kernel_png`` (estimated kernels), ``compare``.
+    """
+    os.makedirs(out_dir, exist_ok=True)
+    paths = {'sr': osp.join(out_dir, result.output_name)}
+    write_image(paths['sr'], result.sr, result.gray)
+    if result.estimated is not None:
+        paths['kernel_mat'] = osp.join(out_dir, f'{result.stem}_kernel.mat')
+        paths['kernel_png'] = osp.join(out_dir, f'{result.stem}_kernel.png')
+        save_kernel(paths['kernel_mat'], result.kernel)
+        write_image(paths['kernel_png'], kernel_image(result.kernel), False)
+    if compare:
+        m, s = result.metrics, result.scale
+        results = [('Bicubic', result.bicubic, m.get('psnr_bicubic'))]
+        if result.sr0 is not None:
+            results.append(('MZSR 0 steps', result.sr0, m.get('psnr0')))
+        title = f'ZSSR ({result.steps} iterations)' if result.method == 'ZSSR' else f'MZSR {result.steps} steps'
+        results.append((title, result.sr, m.get('psnr')))
+        panels = [('LR (nearest)', np.repeat(np.repeat(result.lr, s, axis=0), s, axis=1))]
+        panels += [(f'{name}\n{psnr:.2f} dB' if psnr is not None else name, image) for name, image, psnr in results]
+        if result.gt is not None:
+            panels.append(('GT', result.gt))
+        panels.append((f'kernel ({result.kernel_source})', kernel_image(result.kernel, panels[0][1].shape[:2])))
+        paths['compare'] = osp.join(out_dir, f'{result.stem}_compare.png')
+        save_comparison(paths['compare'], panels)
+    return paths
+
+
+__all__ = [
+    'ESTIMATE', 'GT_PATTERNS', 'KERNEL_HELP', 'KERNEL_PATTERNS', 'MODEL_ZOO', 'ImageResult', 'KernelChoice',
+    'ModelRecordWarning', 'RunSettings', 'adaptation_lrs', 'check_record', 'choose_weights', 'find_gt',
+    'find_kernel_file', 'image_metrics', 'is_multiscale', 'list_inputs', 'load_network', 'resolve_kernel',
+    'run_image', 'save_outputs', 'weights_record'
+]
