@@ -32,7 +32,7 @@ import yaml
 from os import path as osp
 
 from mzsr_plugin.campaign import CAMPAIGN_KINDS, RECIPES, Campaign, campaign_dir, load_history
-from mzsr_plugin.campaign.report import FAMILIES, MEASURE_COMMAND, write_measured, write_report
+from mzsr_plugin.campaign.report import MEASURE_COMMAND, families, family_title, write_measured, write_report
 from mzsr_plugin.campaign.runner import default_ship_path, machine_label
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -213,12 +213,15 @@ def run_compare(args):
 
 
 def print_comparison(results):
-    print(f'\n{"recipe":<24} {"iters":>6} {"hours":>6}  {"random 0/1/10":>20}  {"g_d_0.2 0/1/10":>20}  '
-          f'{"g_d_2.0 0/1/10":>20}  {"score":>7}  {"dB/h":>6}')
+    if not results:
+        return
+    names = families([{'families': r['end']} for r in results.values()])
+    header = '  '.join(f'{family_title(f) + " 0/1/10":>20}' for f in names)
+    print(f'\n{"recipe":<24} {"iters":>6} {"hours":>6}  {header}  {"score":>7}  {"dB/h":>6}')
     for recipe, r in results.items():
-        cells = ['/'.join(f'{r["end"][fam][s]:.2f}' for s in ('0', '1', '10')) for fam in FAMILIES]
-        print(f'{recipe:<24} {r["meta_iters"]:>6} {r["train_hours"]:>6.3f}  {cells[0]:>20}  {cells[1]:>20}  '
-              f'{cells[2]:>20}  {r["score_end"]:>7.3f}  {r["score_gain_per_hour"]:>6.2f}')
+        cells = ['/'.join(f'{r["end"][fam][s]:.2f}' for s in ('0', '1', '10')) for fam in names]
+        print(f'{recipe:<24} {r["meta_iters"]:>6} {r["train_hours"]:>6.3f}  ' + '  '.join(f'{c:>20}' for c in cells) +
+              f'  {r["score_end"]:>7.3f}  {r["score_gain_per_hour"]:>6.2f}')
 
 
 def main(argv=None):

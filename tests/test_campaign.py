@@ -113,6 +113,19 @@ def test_selection_set_is_fixed_and_covers_the_three_kernel_families(data):
         selection_cases(str(data / 'train'))
 
 
+def test_each_model_of_the_zoo_is_selected_on_its_own_degradation_and_scales(data):
+    bicubic = selection_cases(str(data / 'val'), (2, ), 'bicubic', crop=24)
+    assert [f for f, _ in bicubic] == ['random'] * 8 + ['g_b_0.2'] * 2 + ['g_b_1.3'] * 2
+    assert {c.downsample for _, c in bicubic} == {'bicubic'}
+    x4 = selection_cases(str(data / 'val'), (4, ), crop=24)
+    assert {c.scale for _, c in x4} == {4} and x4[0][1].lr.shape == (1, 3, 6, 6)
+    multi = selection_cases(str(data / 'val'), (2, 3, 4), crop=24)
+    assert [(f, c.scale) for f, c in multi] == ([('random_x2', 2)] * 3 + [('random_x3', 3)] * 3 +
+                                                [('random_x4', 4)] * 2 + [('g_d_2.0_x2', 2)] * 2 +
+                                                [('g_d_2.0_x4', 4)] * 2)
+    assert multi[3][1].lr.shape == (1, 3, 8, 8)  # x3 of a 24x24 crop
+
+
 def test_sigterm_saves_the_state_and_stops(data, tmp_path):
     run = campaign(data, tmp_path / 'killed')
     step, calls = run._step, []

@@ -264,7 +264,8 @@ class Campaign:
     def evaluate(self):
         """Scores the current net on the selection set; appends the result to the history; ships if better."""
         if self._cases is None:
-            self._cases = selection_cases(self.val_dir, self.kind.scale, self.kind.downsample, self.selection_crop)
+            self._cases = selection_cases(self.val_dir, self.kind.model.scales, self.kind.downsample,
+                                          self.selection_crop)
         net = self.model.get_bare_model(self.model.net_g)
         learned = self.model.learned_inner_lr
         net.inner_lrs = learned.as_dicts() if learned is not None else None

@@ -1,9 +1,11 @@
 """The campaign's fixed held-out selection set and its score.
 
 HQ70 images (never trained on) cropped at their centre, each degraded the official way (correlate, sub-sample,
-round to 8 bit) with one kernel: seeded random training-distribution kernels, plus the paper's g^d_0.2 and
-g^d_2.0 on other images. A net is scored by PSNR after 10 adaptation steps; the guard asks that no case ends below
-bicubic, so a net that breaks on nearly unblurred inputs is never shipped over one that does not.
+round to 8 bit) with one kernel: seeded random training-distribution kernels, plus the paper's fixed kernels of the
+model's degradation on other images (g^d_0.2 and g^d_2.0 for direct models, g^b_0.2 and g^b_1.3 for the bicubic
+one; the multi-scale model is scored at x2, x3 and x4). A net is scored by PSNR after 10 adaptation steps; the guard
+asks that no case ends below bicubic, so a net that breaks on nearly unblurred inputs is never shipped over one that
+does not.
 """
 import cv2
 import glob
@@ -14,30 +16,52 @@ from mzsr_plugin.data.kernels import parse_kernel_spec, random_gaussian_kernel
 from mzsr_plugin.evaluation import bicubic_psnr, degraded_case, evaluate_adaptation
 
 SELECTION_STEPS = (0, 1, 10)
-# (family, kernel) per image, in sorted file order: 8 random kernels, 2 x g^d_0.2, 2 x g^d_2.0.
-SELECTION_PLAN = [('random', None)] * 8 + [('g_d_0.2', 'g_d_0.2')] * 2 + [('g_d_2.0', 'g_d_2.0')] * 2
+# (family, kernel spec or None for a random one, scale or None for the model's) per image, in sorted file order.
+SELECTION_PLAN = [('random', None, None)] * 8 + [('g_d_0.2', 'g_d_0.2', None)] * 2 + [('g_d_2.0', 'g_d_2.0', None)] * 2
+SELECTION_PLANS = {
+    'direct': SELECTION_PLAN,
+    'bicubic': [('random', None, None)] * 8 + [('g_b_0.2', 'g_b_0.2', None)] * 2 + [('g_b_1.3', 'g_b_1.3', None)] * 2,
+    # Every scale it serves, random kernels at each, g^d_2.0 at the two of the paper's Table 3.
+    'multiscale': [('random_x2', None, 2)] * 3 + [('random_x3', None, 3)] * 3 + [('random_x4', None, 4)] * 2 +
+    [('g_d_2.0_x2', 'g_d_2.0', 2)] * 2 + [('g_d_2.0_x4', 'g_d_2.0', 4)] * 2,
+}
 SELECTION_SEED = 100
 SELECTION_CROP = 256  # HR side of the centre crops: keeps an evaluation under a minute on 2 CPU cores
 
 
-def selection_cases(val_dir, scale=2, downsample='direct', crop=SELECTION_CROP):
+def selection_plan(scales, downsample='direct'):
+    """The selection plan of a model: see :data:`SELECTION_PLANS`.
+
+    Args:
+        scales (Sequence[int]): Scales the model serves (several: the multi-scale plan).
+        downsample (str): ``'direct'`` or ``'bicubic'``.
+
+    Returns:
+        list[tuple[str, str | None, int]]: (family, kernel spec or None, scale) per image.
+    """
+    plan = SELECTION_PLANS['multiscale' if len(scales) > 1 else downsample]
+    return [(family, spec, scale or max(scales)) for family, spec, scale in plan]
+
+
+def selection_cases(val_dir, scales=(2, ), downsample='direct', crop=SELECTION_CROP):
     """Builds the selection set (the same cases on every machine and run).
 
     Args:
         val_dir (str): Folder of held-out HR images (HQ70), at least ``len(SELECTION_PLAN)`` of them.
-        scale (int): Scale.
-        downsample (str): Sub-sampling of the random kernels' cases (the g^d cases are direct by definition).
-        crop (int): HR crop side (a multiple of ``scale``).
+        scales (Sequence[int]): Scales the model serves (see :func:`selection_plan`).
+        downsample (str): Sub-sampling of the random kernels' cases (spec kernels carry their own).
+        crop (int): HR crop side (cut to a multiple of each case's scale).
 
     Returns:
         list[tuple[str, DegradedImage]]: (family, case) pairs.
     """
+    plan = selection_plan(scales, downsample)
     paths = sorted(glob.glob(osp.join(val_dir, '*.png')))
-    if len(paths) < len(SELECTION_PLAN):
+    if len(paths) < len(plan):
         raise FileNotFoundError(f'selection set: {val_dir} has {len(paths)} PNG images, the selection set needs '
-                                f'{len(SELECTION_PLAN)} (HQ70 from ../shared/data/train)')
+                                f'{len(plan)} (HQ70 from ../shared/data/train)')
     cases = []
-    for index, (path, (family, spec)) in enumerate(zip(paths, SELECTION_PLAN)):
+    for index, (path, (family, spec, scale)) in enumerate(zip(paths, plan)):
         bgr = cv2.imread(path, cv2.IMREAD_COLOR)
         h, w = bgr.shape[:2]
         side = min(crop, h, w) // scale * scale
