@@ -1,15 +1,19 @@
 #!/usr/bin/env python
-"""The paper's Table 2 layout for x2 direct: test sets x kernels, bicubic / ZSSR / MZSR(0, 1, 10), with time.
+"""The paper's Tables 1-3 layout: test sets x kernels, bicubic / ZSSR / MZSR(0, 1, 10), with time, at any scale.
 
-Sets (HR from ../shared/data/benchmark, LR made as the official inputs: correlate, keep every 2nd pixel, round):
-Set5, B100 (first 20 images), Urban100 (first 5). Kernels: g^d_0.2, g^d_2.0 and the anisotropic g^d_ani of
-``options/mzsr_test_x2.yml``. ZSSR takes minutes per image on a CPU: ``--zssr-sets Set5`` limits it (the rest are
-marked as not run). ZSSR does not depend on the MZSR weights, so ``--zssr-cache`` keeps its result per image (PSNR,
-seconds, iterations, machine), written after every image: a rerun for new weights, or after an interruption, only
-runs the images not cached. Prints a Markdown table (PSNR dB, seconds per image in brackets) and writes it with
-``--out``.
+Sets (HR from ../shared/data/benchmark, LR made as the official inputs: correlate, keep every s-th pixel or MATLAB
+bicubic, round): Set5, B100 (first 20 images), Urban100 (first 5); ``--sets B100:100`` takes another count.
+Kernels: g^d_0.2, g^d_2.0 and the anisotropic g^d_ani of ``options/mzsr_test_x2.yml`` (Table 2); ``--kernels
+g_b_1.3`` is the bicubic Table 1, ``--scale 4`` the x4 rows. Without ``--weights`` the model zoo's model for the
+scale and the kernels' downsampling is measured (a file whose record contradicts them is refused). ZSSR takes
+minutes per image on a CPU: ``--zssr-sets Set5`` limits it (the rest are marked as not run). ZSSR does not depend on
+the MZSR weights, so ``--zssr-cache`` keeps its result per image (PSNR, seconds, iterations, machine), written after
+every image: a rerun for new weights, or after an interruption, only runs the images not cached. Prints a Markdown
+table (PSNR dB, seconds per image in brackets) and writes it with ``--out``.
 
     python scripts/bench_table2.py --zssr-sets Set5 --zssr-cache zssr.json --out table2.md
+    python scripts/bench_table2.py --kernels g_b_1.3 --sets Set5,B100:100,Urban100:5 --zssr-sets Set5
+    python scripts/bench_table2.py --scale 4 --kernels g_d_2.0 --sets Set5
 """
 import argparse
 import json
@@ -23,9 +27,9 @@ import mzsr_plugin  # noqa: F401  (first: makes basicsr importable on any torchv
 from bench_adapt import zssr_row
 from mzsr_plugin.campaign.runner import machine_label
 from mzsr_plugin.data.kernel_test_dataset import MZSRKernelTestDataset
-from mzsr_plugin.model_zoo import MODEL_ZOO
-from mzsr_plugin.evaluation import (bicubic_psnr, evaluate_adaptation, file_sha256, images_from_dataset,
-                                    load_mzsr_weights)
+from mzsr_plugin.data.kernels import parse_kernel_spec
+from mzsr_plugin.evaluation import bicubic_psnr, evaluate_adaptation, file_sha256, images_from_dataset
+from mzsr_plugin.inference import load_network
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 BENCHMARK = osp.join(ROOT, '..', 'shared', 'data', 'benchmark')
@@ -34,11 +38,23 @@ KERNELS = ('g_d_0.2', 'g_d_2.0', 'a_d_2.3562_4.0_1.0')
 STEPS = (0, 1, 10)
 
 
-def cases(benchmark, name, limit, kernel):
+def cases(benchmark, name, limit, kernel, scale=2):
     dataset = MZSRKernelTestDataset({'name': f'{name}_{kernel}', 'dataroot_gt': osp.join(benchmark, name),
-                                     'io_backend': {'type': 'disk'}, 'scale': 2, 'kernel': kernel,
+                                     'io_backend': {'type': 'disk'}, 'scale': scale, 'kernel': kernel,
                                      'max_images': limit})
     return images_from_dataset(dataset)
+
+
+def parse_sets(text):
+    """``Set5,B100:100`` -> ``[('Set5', None), ('B100', 100)]`` (default counts: :data:`SETS`)."""
+    sets = []
+    for item in text.split(','):
+        name, _, count = item.partition(':')
+        try:
+            sets.append((name, int(count) if count else SETS.get(name)))
+        except ValueError:
+            raise ValueError(f'--sets {item!r}: expected NAME or NAME:COUNT, e.g. B100:100') from None
+    return sets
 
 
 def load_cache(file):
@@ -65,7 +81,9 @@ def zssr_cells(images, set_name, kernel, args, cache):
     """ZSSR per image, from the cache where it holds the case (same set, kernel, image, iteration cap and seed)."""
     entries = []
     for image in images:
-        key = f'{set_name}/{kernel}/{image.name}/iters{args.zssr_iters}/seed0'
+        # x2 keys carry no scale: the cache predates the other scales.
+        key = f'{set_name}/{kernel}/{image.name}/iters{args.zssr_iters}/seed0' + (
+            f'/x{args.scale}' if args.scale != 2 else '')
         if key not in cache:
             psnr, seconds, iterations = zssr_row(image, args.device, args.zssr_iters, seed=0)
             cache[key] = {'psnr': psnr, 'seconds': seconds, 'iterations': iterations,
@@ -79,9 +97,11 @@ def zssr_cells(images, set_name, kernel, args, cache):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--weights', default=MODEL_ZOO['x2_direct'].path)
+    parser.add_argument('--weights', help='MZSR weights (default: the model zoo\'s for --scale and the kernels)')
+    parser.add_argument('--scale', type=int, default=2)
     parser.add_argument('--benchmark', default=BENCHMARK)
-    parser.add_argument('--sets', default=','.join(SETS))
+    parser.add_argument('--sets', default=','.join(SETS), help='NAME or NAME:COUNT (first COUNT images), comma-'
+                        f'separated; default counts {SETS}')
     parser.add_argument('--kernels', default=','.join(KERNELS))
     parser.add_argument('--zssr-sets', default='', help='comma-separated sets to run ZSSR on (default: none)')
     parser.add_argument('--zssr-iters', type=int, default=3000)
@@ -89,7 +109,17 @@ def main(argv=None):
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--out', help='write the Markdown table here (and the numbers as .json beside it)')
     args = parser.parse_args(argv)
-    net = load_mzsr_weights(args.weights, 2, args.device)
+    try:
+        sets = parse_sets(args.sets)
+        downsample = {parse_kernel_spec(k).downsample for k in args.kernels.split(',')}
+        if len(downsample) != 1:
+            raise ValueError(f'--kernels {args.kernels}: one table is one downsampling (direct g_d_/a_d_ or '
+                             'bicubic g_b_/a_b_ kernels), not both')
+        downsample = downsample.pop()
+        net = load_network(args.weights, args.scale, downsample, args.device)
+    except (ValueError, FileNotFoundError) as error:
+        parser.error(str(error))
+    args.weights = net.weights_path
     zssr_sets = {s for s in args.zssr_sets.split(',') if s}
     machine = machine_label(args.device)
     try:
@@ -97,9 +127,9 @@ def main(argv=None):
     except ValueError as error:
         parser.error(str(error))
     columns, cells, zssr_machines = [], {}, set()
-    for name in args.sets.split(','):
+    for name, limit in sets:
         for kernel in args.kernels.split(','):
-            images = cases(args.benchmark, name, SETS.get(name), kernel)
+            images = cases(args.benchmark, name, limit, kernel, args.scale)
             column = f'{name} ({len(images)}) {kernel}'
             columns.append(column)
             start = time.perf_counter()
@@ -118,7 +148,7 @@ def main(argv=None):
                   flush=True)
     methods = ['Bicubic', 'ZSSR'] + [f'MZSR({s})' for s in STEPS]
     zssr_note = f'; ZSSR (at most {args.zssr_iters} iterations) on {", ".join(sorted(zssr_machines))}'
-    lines = [f'x2 direct, weights `{osp.relpath(args.weights, ROOT)}`, MZSR on {machine}'
+    lines = [f'x{args.scale} {downsample}, weights `{osp.relpath(args.weights, ROOT)}`, MZSR on {machine}'
              f'{zssr_note if zssr_machines else ""}: PSNR dB (seconds per image)', '',
              '| method | ' + ' | '.join(columns) + ' |', '|---|' + '---|' * len(columns)]
     for method in methods:
@@ -131,7 +161,8 @@ def main(argv=None):
         with open(args.out, 'w') as f:
             f.write(table + '\n')
         with open(osp.splitext(args.out)[0] + '.json', 'w') as f:
-            json.dump({'machine': machine, 'zssr_machines': sorted(zssr_machines),
+            json.dump({'machine': machine, 'zssr_machines': sorted(zssr_machines), 'scale': args.scale,
+                       'downsample': downsample,
                        'weights': osp.relpath(args.weights, ROOT), 'weights_sha256': file_sha256(args.weights),
                        'cells': {f'{m} | {c}': v for (m, c), v in cells.items()}}, f, indent=1)
 

@@ -99,6 +99,27 @@ def test_bench_table2_layout(tmp_path, shared):
     assert all(f'MZSR({s}) | Set5 (5) g_d_2.0' in cells for s in (0, 1, 10))
 
 
+def test_bench_table2_bicubic_table1_and_x4_layouts(tmp_path, shared):
+    benchmark = shared('benchmark')
+    weights = _tiny_weights(tmp_path / 'w.pth')
+    result = run_script('bench_table2.py', '--weights', weights, '--benchmark', benchmark, '--sets', 'Set5,B100:2',
+                        '--kernels', 'g_b_1.3', '--out', tmp_path / 't1.md', '--device', 'cpu')
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / 't1.md').read_text().startswith('x2 bicubic, weights')
+    numbers = json.loads((tmp_path / 't1.json').read_text())
+    assert (numbers['scale'], numbers['downsample']) == (2, 'bicubic')
+    assert abs(numbers['cells']['Bicubic | Set5 (5) g_b_1.3'][0] - 30.54) < 0.01  # paper Table 2, g^b_1.3 bicubic
+    assert 'MZSR(10) | B100 (2) g_b_1.3' in numbers['cells']
+    result = run_script('bench_table2.py', '--weights', weights, '--benchmark', benchmark, '--sets', 'Set5',
+                        '--kernels', 'g_d_2.0', '--scale', '4', '--out', tmp_path / 'x4.md', '--device', 'cpu')
+    assert result.returncode == 0, result.stderr[-2000:]
+    cells = json.loads((tmp_path / 'x4.json').read_text())['cells']
+    # x4 loses more than x2 (28.73 dB) to the same blur.
+    assert 20 < cells['Bicubic | Set5 (5) g_d_2.0'][0] < 27
+    result = run_script('bench_table2.py', '--weights', weights, '--kernels', 'g_d_2.0,g_b_1.3')
+    assert result.returncode != 0 and 'one table is one downsampling' in result.stderr
+
+
 def test_bench_table2_zssr_cache_is_filled_then_reused(tmp_path, shared):
     benchmark = shared('benchmark')
     weights = _tiny_weights(tmp_path / 'w.pth')

@@ -41,9 +41,9 @@ CAMPAIGN_KINDS = {
     kind.name: kind
     for kind in (
         CampaignKind('x2_direct', 2, 'direct', 'mzsr_pretrain_x2_local.yml', 'mzsr_campaign_x2_direct.yml'),
-        CampaignKind('x2_bicubic', 2, 'bicubic', 'mzsr_pretrain_x2_local.yml', 'mzsr_meta_bicubic_x2.yml'),
+        CampaignKind('x2_bicubic', 2, 'bicubic', 'mzsr_pretrain_x2_local.yml', 'mzsr_campaign_x2_bicubic.yml'),
         CampaignKind('x4_direct', 4, 'direct', 'mzsr_pretrain_x2_local.yml', 'mzsr_campaign_x4_direct.yml'),
-        CampaignKind('multiscale', 4, 'direct', 'mzsr_pretrain_x2_local.yml', 'mzsr_meta_multiscale.yml'),
+        CampaignKind('multiscale', 4, 'direct', 'mzsr_pretrain_x2_local.yml', 'mzsr_campaign_multiscale.yml'),
     )
 }
 
