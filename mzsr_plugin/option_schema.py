@@ -5,8 +5,10 @@ default and reports wrong numbers. Each section the plugin owns is a :class:`Sec
 :class:`Key` (name, type and range, default, meaning). :func:`check_section` runs when the model or dataset is
 built, before any work: an unknown key is an error naming the section, the key and the closest known key; a value
 of the wrong type or out of range is an error saying what was expected and what was given. Keys that BasicSR
-itself reads in the same section pass. README's option tables are :func:`markdown_table` of these schemas (a test
-keeps them equal), so a key cannot be added without its check and its documentation line.
+itself reads in the same section pass. The checked section comes back with every absent key set to its default,
+and the readers index it (``opt['key']``), so the schema holds the only copy of each default. README's option
+tables are :func:`markdown_table` of these schemas (a test keeps them equal), so a key cannot be added without its
+check and its documentation line.
 
 ``python scripts/option_tables.py`` prints all tables.
 """
@@ -130,8 +132,9 @@ class Key:
     Attributes:
         name (str): Key.
         check (Check): Type and range.
-        default (object): Default when absent (documentation; readers keep their own ``get`` defaults, which a test
-            compares with these).
+        default (object): The value readers get when the key is absent (:func:`check_section` fills it in). None
+            may stand for a rule the reader applies (the doc says which); :data:`REQUIRED` makes the key's absence
+            an error.
         doc (str): Meaning, one line.
     """
     name: str
@@ -157,6 +160,14 @@ class Section:
         return next(k for k in self.keys if k.name == name)
 
 
+class _Required:
+    """The default of a key without which the reader cannot work: its absence is an :class:`OptionError`."""
+
+    def __repr__(self):
+        return 'REQUIRED'
+
+
+REQUIRED = _Required()
 POSITIVE = Number(low=0, low_open=True)
 PROBABILITY = Number(low=0, high=1)
 WHOLE_GE0 = Number(whole=True, low=0)
@@ -200,7 +211,7 @@ META_TRAIN = Section('train (MetaSRModel)', (
     Key('inner_steps', WHOLE_GE1, 5, 'inner SGD steps per task'),
     Key('learn_inner_lr', Bool(), False, 'meta-learn one step size per inner step and parameter tensor (MAML++ '
         'LSLR); saved in the .pth as inner_lrs and used at test time'),
-    Key('inner_lr_meta_lr', POSITIVE, 'optim_g.lr', 'Adam lr of the learned log step sizes'),
+    Key('inner_lr_meta_lr', POSITIVE, None, 'Adam lr of the learned log step sizes (~: optim_g.lr)'),
     Key('first_order', Bool(), False, 'first-order MAML (no second derivatives)'),
     Key('first_order_iters', WHOLE_GE0, 0, 'first-order warm-up: this many iterations first order, then second'),
     Key('loss_weight_decay', Number(low=0), 6e-5, 'MAML++ multi-step loss annealing per iteration (0: uniform '
@@ -220,14 +231,14 @@ BASICSR_DATASET_KEYS = frozenset({
     'name', 'type', 'phase', 'num_worker_per_gpu', 'batch_size_per_gpu', 'dataset_enlarge_ratio', 'prefetch_mode',
     'pin_memory', 'num_prefetch_queue', 'persistent_workers', 'use_shuffle'
 })
-IO_BACKEND = Key('io_backend', Mapping('a mapping with type: disk, lmdb or memcached'), None,
+IO_BACKEND = Key('io_backend', Mapping('a mapping with type: disk, lmdb or memcached'), REQUIRED,
                  'BasicSR file client: {type: disk} or {type: lmdb}')
 DOWNSAMPLE = Choice(*DOWNSAMPLE_MODES)
 FLIPS = (Key('use_hflip', Bool(), True, 'random horizontal flips of the patches'),
          Key('use_rot', Bool(), True, 'random 90° rotations of the patches'))
 
 META_TASK_DATASET = Section('MZSRMetaTaskDataset', (
-    Key('dataroot_gt', Text(what='a folder or .lmdb path'), None, 'HR training images'),
+    Key('dataroot_gt', Text(what='a folder or .lmdb path'), REQUIRED, 'HR training images'),
     IO_BACKEND,
     Key('meta_info_file', Text(allow_none=True, what='a file path'), None, 'disk backend: the image names to '
         'use, one per line'),
@@ -264,7 +275,8 @@ KERNEL_TEST_DATASET = Section('MZSRKernelTestDataset', (
         'for all images'),
     Key('kernel_dir', Text(allow_none=True, what='a folder path'), None, 'one kernel file per image '
         '(<stem>.mat, <stem>_0.mat, ...)'),
-    Key('kernel_size', Number(whole=True, low=1, odd=True), 15, 'size of spec and random kernels'),
+    Key('kernel_size', Number(whole=True, low=1, odd=True), None, 'size of spec, random and estimated kernels (~: 21 '
+        'for specs, the official test kernels; 15 for random and estimated ones, the meta-training kernels)'),
     Key('kernel_seed', WHOLE_GE0, 0, 'seed of kernel: random (and of the kernelgan estimator)'),
     Key('downsample', DOWNSAMPLE, 'direct', 'sub-sampling of kernel_file / kernel_dir / random'),
     Key('noise_level', Number(low=0), 0.0, 'std of Gaussian noise added to LR made from HR'),
@@ -275,12 +287,13 @@ KERNEL_TEST_DATASET = Section('MZSRKernelTestDataset', (
 ), BASICSR_DATASET_KEYS | {'gt_size', 'use_hflip', 'use_rot', 'filename_tmpl'})
 
 BICUBIC_PAIR_DATASET = Section('MZSRBicubicPairDataset', (
-    Key('dataroot_gt', Text(what='a folder or .lmdb path'), None, 'HR images; their LR is made by MATLAB bicubic'),
+    Key('dataroot_gt', Text(what='a folder or .lmdb path'), REQUIRED, 'HR images; their LR is made by MATLAB '
+        'bicubic'),
     IO_BACKEND,
     Key('meta_info_file', Text(allow_none=True, what='a file path'), None, 'disk backend: the image names to '
         'use, one per line'),
     Key('scale', SCALE, None, 'SR scale (set by BasicSR from the top-level scale)'),
-    Key('gt_size', WHOLE_GE1, None, 'HR patch size (a multiple of the scale)'),
+    Key('gt_size', WHOLE_GE1, REQUIRED, 'HR patch size (a multiple of the scale)'),
 ) + FLIPS, BASICSR_DATASET_KEYS)
 
 RANDOM_KERNEL_PAIR_DATASET = Section('MZSRRandomKernelPairDataset', BICUBIC_PAIR_DATASET.keys + tuple(
@@ -309,7 +322,8 @@ def check_section(section, options, where=None):
             ``"dataset 'val' (MZSRKernelTestDataset)"``.
 
     Returns:
-        dict: ``options`` unchanged (for chaining).
+        dict: A new dict: ``options`` plus the default of every schema key they lack (``options`` itself is left
+        as it is; BasicSR's own keys pass unchanged).
 
     Raises:
         OptionError: On an unknown key, a wrong type or an out-of-range value.
@@ -322,7 +336,8 @@ def check_section(section, options, where=None):
     for name, value in options.items():
         if name in known:
             key = known[name]
-            if not key.check.ok(value):
+            # ~ where the default is ~ asks for the default's rule, and keeps a checked section valid when rechecked.
+            if not (value is None and key.default is None) and not key.check.ok(value):
                 raise OptionError(f'{where}: {name} must be {key.check.expected}; got {value!r}')
         elif name not in section.foreign:
             candidates = sorted(set(known) | set(section.foreign))
@@ -331,7 +346,11 @@ def check_section(section, options, where=None):
             raise OptionError(f"{where}: unknown key '{name}'{hint}; known keys: {', '.join(sorted(known))}" +
                               (' (and BasicSR\'s own: ' + ', '.join(sorted(section.foreign)) + ')'
                                if section.foreign else ''))
-    return options
+    missing = [k for k in section.keys if k.default is REQUIRED and k.name not in options]
+    if missing:
+        raise OptionError(f'{where}: ' + '; '.join(f'{k.name} is required ({k.check.expected}: {k.doc})'
+                                                   for k in missing))
+    return {**options, **{k.name: k.default for k in section.keys if k.name not in options}}
 
 
 def check_dataset(section, opt):
@@ -350,6 +369,8 @@ def markdown_table(section):
     """
 
     def default(value):
+        if value is REQUIRED:
+            return 'required'
         if isinstance(value, bool):
             return f'`{str(value).lower()}`'
         return '~' if value is None else f'`{value}`'

@@ -1,12 +1,11 @@
 import numpy as np
 import random
-from os import path as osp
 from torch.utils import data as data
 
-from basicsr.data.data_util import paths_from_folder, paths_from_lmdb
 from basicsr.data.transforms import augment
 from basicsr.utils import FileClient, img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
+from mzsr_plugin.data.meta_task_dataset import image_paths
 from mzsr_plugin.option_schema import BICUBIC_PAIR_DATASET, check_dataset
 from mzsr_plugin.utils.matlab_resize import imresize_pt
 from mzsr_plugin.utils.image_io import decode_image
@@ -21,6 +20,7 @@ class MZSRBicubicPairDataset(data.Dataset):
 
     Options (besides BasicSR's ``name``, ``phase``, ``batch_size_per_gpu``...):
         dataroot_gt (str): HR folder, or ``.lmdb`` with ``io_backend.type: lmdb``.
+        meta_info_file (str, optional): Disk backend: image names to use, one per line.
         io_backend (dict): ``{type: disk}`` or ``{type: lmdb}``.
         scale (int): Downscaling factor.
         gt_size (int): HR patch size, a multiple of ``scale``.
@@ -34,7 +34,7 @@ class MZSRBicubicPairDataset(data.Dataset):
 
     def __init__(self, opt):
         super().__init__()
-        check_dataset(self.schema, opt)
+        opt = check_dataset(self.schema, opt)
         self.opt = opt
         self.io_backend_opt = dict(opt['io_backend'])
         self.file_client = None
@@ -43,20 +43,7 @@ class MZSRBicubicPairDataset(data.Dataset):
         if self.gt_size % self.scale:
             raise ValueError(f'{opt.get("name", "dataset")}: gt_size {self.gt_size} must be a multiple of scale '
                              f'{self.scale}')
-        root = opt['dataroot_gt']
-        if not osp.exists(root):
-            raise FileNotFoundError(f'dataroot_gt: {root} does not exist')
-        if self.io_backend_opt.get('type') not in FileClient._backends:
-            raise ValueError(f'io_backend.type must be one of {sorted(FileClient._backends)}, '
-                             f'got {self.io_backend_opt.get("type")!r}')
-        if self.io_backend_opt['type'] == 'lmdb':
-            self.io_backend_opt['db_paths'] = [root]
-            self.io_backend_opt['client_keys'] = ['gt']
-            self.paths = paths_from_lmdb(root)
-        else:
-            self.paths = sorted(paths_from_folder(root))
-        if not self.paths:
-            raise ValueError(f'dataroot_gt: no images found in {root}')
+        self.paths = image_paths(opt, 'dataroot_gt', 'gt', self.io_backend_opt)
 
     def __getitem__(self, index):
         if self.file_client is None:
@@ -70,7 +57,7 @@ class MZSRBicubicPairDataset(data.Dataset):
             raise ValueError(f'{path}: image {w}x{h} is smaller than gt_size {self.gt_size}')
         top, left = random.randint(0, h - self.gt_size), random.randint(0, w - self.gt_size)
         gt = img[top:top + self.gt_size, left:left + self.gt_size]
-        gt = augment(gt, self.opt.get('use_hflip', True), self.opt.get('use_rot', True))
+        gt = augment(gt, self.opt['use_hflip'], self.opt['use_rot'])
         gt = img2tensor(gt, bgr2rgb=True, float32=True)
         return dict(self.degrade(gt), gt=gt, lq_path=path, gt_path=path)
 

@@ -44,7 +44,7 @@ class MZSRKernelTestDataset(data.Dataset):
         kernel (str, optional): A spec such as ``g_d_2.0``, or ``random`` (mode a only).
         kernel_file (str, optional): One kernel file for all images. kernel_dir (str, optional): Mode b only.
         kernel_size (int, optional): Size of spec kernels (default 21, the official test kernels) and of
-            random kernels (default 15, the meta-training kernels).
+            random and estimated kernels (default 15, the meta-training kernels).
         kernel_seed (int): Seed of ``kernel: random``. Default: 0.
         downsample (str): For ``kernel_file`` / ``kernel_dir`` / ``random``: ``direct`` or ``bicubic``.
             Default: ``direct``. Specs carry their own mode.
@@ -61,37 +61,42 @@ class MZSRKernelTestDataset(data.Dataset):
 
     def __init__(self, opt):
         super().__init__()
-        check_dataset(KERNEL_TEST_DATASET, opt)
+        given = opt  # as written: some checks below are about keys the user set, not their defaults
+        opt = check_dataset(KERNEL_TEST_DATASET, opt)
         self.opt = opt
         name = opt.get('name', 'MZSRKernelTestDataset')
         self.io_backend_opt = dict(opt['io_backend'])
         self.file_client = None
-        if opt.get('scale') is None:
+        if opt['scale'] is None:
             raise ValueError(f'{name}: option scale is missing (a positive integer; BasicSR sets it from the '
                              'top-level scale)')
         self.scale = int(opt['scale'])
-        self.from_lq = opt.get('dataroot_lq') is not None
-        if not self.from_lq and opt.get('dataroot_gt') is None:
+        self.from_lq = opt['dataroot_lq'] is not None
+        if not self.from_lq and opt['dataroot_gt'] is None:
             raise ValueError(f'{name}: set dataroot_gt (LR made from HR) or dataroot_lq (given LR)')
         self.paths = image_paths(opt, 'dataroot_lq' if self.from_lq else 'dataroot_gt', 'lq' if self.from_lq else 'gt',
                                  self.io_backend_opt)
-        if opt.get('max_images'):
+        if opt['max_images']:
             self.paths = self.paths[:int(opt['max_images'])]
-        self.gt_tmpl = opt.get('gt_filename_tmpl', '{}')
-        if self.from_lq and opt.get('dataroot_gt') is not None:
+        self.gt_tmpl = opt['gt_filename_tmpl']
+        if self.from_lq and opt['dataroot_gt'] is not None:
             if not osp.exists(opt['dataroot_gt']):
                 raise FileNotFoundError(f'dataroot_gt: {opt["dataroot_gt"]} does not exist')
             if self.io_backend_opt['type'] == 'lmdb':
                 self.io_backend_opt['db_paths'].append(opt['dataroot_gt'])
                 self.io_backend_opt['client_keys'].append('gt')
-        self.has_gt = opt.get('dataroot_gt') is not None
+        self.has_gt = opt['dataroot_gt'] is not None
 
-        self.downsample = opt.get('downsample', 'direct')
-        sources = [key for key in ('kernel', 'kernel_file', 'kernel_dir') if opt.get(key) is not None]
+        self.downsample = opt['downsample']
+        sources = [key for key in ('kernel', 'kernel_file', 'kernel_dir') if opt[key] is not None]
         if len(sources) != 1:
             raise ValueError(f'{name}: set exactly one of kernel (spec or "random"), kernel_file, kernel_dir; '
                              f'got {sources or "none"}')
         self.kernel_source = sources[0]
+        # kernel_size ~: the official sizes, 21 for specs (the test kernels), 15 for random and estimated kernels
+        # (the meta-training ones).
+        size = opt['kernel_size']
+        spec_size, drawn_size = (SPEC_KERNEL_SIZE, 15) if size is None else (int(size), int(size))
         self.kernel = None
         self.random_kernel = False
         self.estimate = self.kernel_source == 'kernel' and str(opt['kernel']).lower() == 'estimate'
@@ -102,17 +107,18 @@ class MZSRKernelTestDataset(data.Dataset):
             if self.downsample != 'direct':
                 raise ValueError(f'{name}: kernel: estimate models direct sub-sampling, but downsample is '
                                  f'{self.downsample}')
-            self.kernel_size = int(opt.get('kernel_size', 15))
+            self.kernel_size = drawn_size
         elif self.kernel_source == 'kernel' and str(opt['kernel']).lower() == 'random':
             if self.from_lq:
                 raise ValueError(f'{name}: kernel: random needs dataroot_gt without dataroot_lq (the LR of given '
                                  'images has its own kernel)')
             self.random_kernel = True
-            self.kernel_seed = int(opt.get('kernel_seed', 0))
-            self.kernel_size = int(opt.get('kernel_size', 15))
+            self.kernel_seed = int(opt['kernel_seed'])
+            self.kernel_size = drawn_size
         elif self.kernel_source == 'kernel':
-            spec = parse_kernel_spec(opt['kernel'], int(opt.get('kernel_size', SPEC_KERNEL_SIZE)))
-            if opt.get('downsample', spec.downsample) != spec.downsample:
+            spec = parse_kernel_spec(opt['kernel'], spec_size)
+            # A spec carries its own sub-sampling: only a downsample the user wrote can contradict it.
+            if 'downsample' in given and opt['downsample'] != spec.downsample:
                 raise ValueError(f'{name}: kernel spec "{opt["kernel"]}" implies downsample {spec.downsample}, but '
                                  f'option downsample is {opt["downsample"]}')
             self.kernel, self.downsample = spec.kernel, spec.downsample
@@ -123,17 +129,17 @@ class MZSRKernelTestDataset(data.Dataset):
                 raise ValueError(f'{name}: kernel_dir needs dataroot_lq (per-image kernels of given LR images)')
             if not osp.isdir(opt['kernel_dir']):
                 raise FileNotFoundError(f'kernel_dir: {opt["kernel_dir"]} is not a folder')
-        self.noise_level = float(opt.get('noise_level', 0.0))
-        self.round_lq = bool(opt.get('round_lq', True))
-        if self.from_lq and (self.noise_level > 0 or 'round_lq' in opt):
+        self.noise_level = float(opt['noise_level'])
+        self.round_lq = bool(opt['round_lq'])
+        if self.from_lq and (self.noise_level > 0 or 'round_lq' in given):
             raise ValueError(f'{name}: noise_level and round_lq apply to LR made from HR; given LR (dataroot_lq) is '
                              'used as it is')
 
     def _kernel(self, index, path, lq=None):
         if self.estimate:
             try:
-                kernel, info = estimate_kernel(lq[..., ::-1], self.scale, self.opt.get('kernel_estimator', 'spectral'),
-                                               size=self.kernel_size, seed=int(self.opt.get('kernel_seed', 0)))
+                kernel, info = estimate_kernel(lq[..., ::-1], self.scale, self.opt['kernel_estimator'],
+                                               size=self.kernel_size, seed=int(self.opt['kernel_seed']))
             except ValueError as error:
                 raise ValueError(f'{path}: kernel estimation: {error}') from None
             if info['warning']:
@@ -179,7 +185,7 @@ class MZSRKernelTestDataset(data.Dataset):
             gt = mod_crop(hr, self.scale)
             lq = degrade_np(gt, kernel, self.scale, self.downsample)
             if self.noise_level > 0:
-                rng = np.random.default_rng((int(self.opt.get('noise_seed', 0)), index))
+                rng = np.random.default_rng((int(self.opt['noise_seed']), index))
                 lq = add_noise(lq, self.noise_level, rng=rng)
             if self.round_lq:
                 lq = np.clip(np.round(lq * 255.), 0, 255) / 255.

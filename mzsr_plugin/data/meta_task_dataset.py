@@ -50,8 +50,9 @@ def image_paths(opt, root_key, client_key, io_backend_opt):
     """Lists the images of a folder, an LMDB or a meta_info file, as BasicSR's paired datasets do.
 
     Args:
-        opt (dict): Dataset options; ``opt[root_key]`` is the folder (or ``.lmdb``), ``opt['meta_info_file']``
-            (disk only) lists one image name per line (first field).
+        opt (dict): Dataset options as :func:`~mzsr_plugin.option_schema.check_dataset` returns them (every key
+            present); ``opt[root_key]`` is the folder (or ``.lmdb``), ``opt['meta_info_file']`` (disk only; None:
+            the whole folder) lists one image name per line (first field).
         root_key (str): ``'dataroot_gt'`` or ``'dataroot_lq'``.
         client_key (str): The FileClient key for LMDB (``'gt'`` or ``'lq'``).
         io_backend_opt (dict): Updated in place with ``db_paths`` / ``client_keys`` for LMDB.
@@ -70,7 +71,7 @@ def image_paths(opt, root_key, client_key, io_backend_opt):
         io_backend_opt.setdefault('db_paths', []).append(root)
         io_backend_opt.setdefault('client_keys', []).append(client_key)
         paths = paths_from_lmdb(root)
-    elif opt.get('meta_info_file') is not None:
+    elif opt['meta_info_file'] is not None:
         with open(opt['meta_info_file'], 'r') as fin:
             paths = [osp.join(root, line.strip().split(' ')[0]) for line in fin if line.strip()]
         missing = [path for path in paths if not osp.isfile(path)] if io_backend_opt['type'] == 'disk' else []
@@ -113,31 +114,31 @@ class MZSRMetaTaskDataset(data.Dataset):
 
     def __init__(self, opt):
         super().__init__()
-        check_dataset(META_TASK_DATASET, opt)
+        opt = check_dataset(META_TASK_DATASET, opt)
         self.opt = opt
         name = opt.get('name', 'MZSRMetaTaskDataset')
         self.io_backend_opt = dict(opt['io_backend'])
         self.file_client = None
         self.paths = image_paths(opt, 'dataroot_gt', 'gt', self.io_backend_opt)
 
-        scales = opt.get('scale_list') or [opt.get('scale')]
+        scales = opt['scale_list'] or [opt['scale']]
         if any(s is None or int(s) != s or s < 1 for s in scales):
             raise ValueError(f'{name}: scale / scale_list must give positive integers, got {scales}')
         self.scales = sorted({int(s) for s in scales})
-        self.gt_size = int(opt.get('gt_size', 64))
+        self.gt_size = int(opt['gt_size'])
         if len(self.scales) == 1 and self.gt_size % self.scales[0]:
             raise ValueError(f'{name}: gt_size {self.gt_size} must be a multiple of scale {self.scales[0]}')
         if self.gt_size // self.scales[-1] < 1:
             raise ValueError(f'{name}: gt_size {self.gt_size} is smaller than the largest scale {self.scales[-1]}')
         self.lq_pad_size = self.gt_size // self.scales[0]
-        self.num_support = int(opt.get('num_support', 8))
-        self.num_query = int(opt.get('num_query', 8))
-        self.kernel_size = int(opt.get('kernel_size', 15))
-        self.isotropic_prob = float(opt.get('isotropic_prob', 0.0))
-        self.lambda_min = float(opt.get('lambda_min', 1.0))
-        self.downsample = opt.get('downsample', 'direct')
-        self.noise_level = float(opt.get('noise_level', 0.0))
-        self.round_lq = bool(opt.get('round_lq', False))
+        self.num_support = int(opt['num_support'])
+        self.num_query = int(opt['num_query'])
+        self.kernel_size = int(opt['kernel_size'])
+        self.isotropic_prob = float(opt['isotropic_prob'])
+        self.lambda_min = float(opt['lambda_min'])
+        self.downsample = opt['downsample']
+        self.noise_level = float(opt['noise_level'])
+        self.round_lq = bool(opt['round_lq'])
 
     def _random_patch(self, index, size):
         """Reads image ``index`` and crops a random (size, size) float32 BGR patch."""
@@ -149,7 +150,7 @@ class MZSRMetaTaskDataset(data.Dataset):
                              f'{self.gt_size}); remove it or lower gt_size')
         top, left = np.random.randint(0, h - size + 1), np.random.randint(0, w - size + 1)
         patch = img[top:top + size, left:left + size].astype(np.float32)
-        return augment(patch, self.opt.get('use_hflip', True), self.opt.get('use_rot', True))
+        return augment(patch, self.opt['use_hflip'], self.opt['use_rot'])
 
     def __getitem__(self, index):
         if self.file_client is None:

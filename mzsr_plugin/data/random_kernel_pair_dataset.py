@@ -32,11 +32,11 @@ class MZSRRandomKernelPairDataset(MZSRBicubicPairDataset):
 
     def degrade(self, gt):
         opt = self.opt
-        kernel = random_gaussian_kernel(self.scale, int(opt.get('kernel_size', 15)),
-                                        isotropic_prob=float(opt.get('isotropic_prob', 0.0)),
-                                        lambda_min=float(opt.get('lambda_min', 1.0)))
-        lq = degrade_pt(gt[None], kernel, self.scale, opt.get('downsample', 'direct'))[0]
-        noise = float(opt.get('noise_level', 0.0))
+        kernel = random_gaussian_kernel(self.scale, int(opt['kernel_size']),
+                                        isotropic_prob=float(opt['isotropic_prob']),
+                                        lambda_min=float(opt['lambda_min']))
+        lq = degrade_pt(gt[None], kernel, self.scale, opt['downsample'])[0]
+        noise = float(opt['noise_level'])
         if noise > 0:
             lq = lq + torch.from_numpy(np.random.normal(0.0, noise, size=tuple(lq.shape))).float()
         return {'lq': lq.clamp(0, 1), 'kernel': torch.from_numpy(kernel)}

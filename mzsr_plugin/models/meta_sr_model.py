@@ -11,9 +11,8 @@ from basicsr.utils import get_root_logger, tensor2img
 from basicsr.utils.registry import MODEL_REGISTRY
 from mzsr_plugin.data.meta_task_dataset import crop_task_to_scale
 from mzsr_plugin.option_schema import META_TRAIN, VAL_ADAPT, check_section
-from mzsr_plugin.zssr import ZSSR_DEFAULTS, zssr_super_resolve
-from .adaptation import (DEFAULT_CROP_BUDGET, DEFAULT_TILE, at_scale, check_output_scale, resolve_adapt_lrs,
-                         super_resolve, super_resolve_image)
+from mzsr_plugin.zssr import zssr_super_resolve
+from .adaptation import at_scale, check_output_scale, resolve_adapt_lrs, super_resolve, super_resolve_image
 from .cuda_graphs import GraphedMetaUpdate, graphs_available
 from .inner_loop import LearnedInnerLR, detached_params, load_inner_lrs
 from .meta_learning import assign_meta_gradients, multi_step_loss_weights, select_meta_engine
@@ -33,23 +32,24 @@ class MetaSRModel(SRModel):
 
     def __init__(self, opt):
         if opt['is_train']:
-            check_section(META_TRAIN, opt.get('train'), 'train')
+            # A copy with the filled train section: the caller's options stay as written.
+            opt = dict(opt, train=check_section(META_TRAIN, opt.get('train'), 'train'))
         if opt.get('val') is not None:
             check_section(VAL_ADAPT, opt['val'].get('adapt'))
-        self.mode = opt['train'].get('mode', 'pretrain') if opt['is_train'] else 'test'
+        self.mode = opt['train']['mode'] if opt['is_train'] else 'test'
         if self.mode == 'meta' and not opt['path'].get('pretrain_network_g'):
             raise ValueError('train.mode: meta starts from pretrained weights: set path.pretrain_network_g to a '
                              '.pth from the pretraining stage (or from scripts/convert_official_mzsr.py)')
         self.kernel = None
         self.learned_inner_lr = self.graphed_update = None  # meta mode sets them in init_training_settings
-        tf32 = opt['train'].get('tf32') if opt['is_train'] else None
+        tf32 = opt['train']['tf32'] if opt['is_train'] else None
         if tf32 is not None:
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
         super().__init__(opt)
         check_output_scale(self.get_bare_model(self.net_g), opt['scale'], opt['network_g'].get('num_in_ch', 3))
 
     def _channels_last(self):
-        return self.mode == 'pretrain' and self.device.type == 'cuda' and self.opt['train'].get('channels_last', False)
+        return self.mode == 'pretrain' and self.device.type == 'cuda' and self.opt['train']['channels_last']
 
     def model_to_device(self, net):
         """Moves the net; wraps it in DDP only for distributed pretraining.
@@ -73,22 +73,22 @@ class MetaSRModel(SRModel):
             return
         self.net_g.train()
         train_opt = self.opt['train']
-        self.inner_lr = float(train_opt.get('inner_lr', 1e-2))
-        self.inner_steps = int(train_opt.get('inner_steps', 5))
-        self.first_order = bool(train_opt.get('first_order', False))
-        self.first_order_iters = int(train_opt.get('first_order_iters', 0))
-        self.loss_weight_decay = float(train_opt.get('loss_weight_decay', 6e-5))
-        self.grad_clip_norm = train_opt.get('grad_clip_norm')
-        self.meta_engine = select_meta_engine(train_opt.get('meta_engine', 'auto'), self.device)
+        self.inner_lr = float(train_opt['inner_lr'])
+        self.inner_steps = int(train_opt['inner_steps'])
+        self.first_order = bool(train_opt['first_order'])
+        self.first_order_iters = int(train_opt['first_order_iters'])
+        self.loss_weight_decay = float(train_opt['loss_weight_decay'])
+        self.grad_clip_norm = train_opt['grad_clip_norm']
+        self.meta_engine = select_meta_engine(train_opt['meta_engine'], self.device)
         self.skipped_updates = 0
-        if train_opt.get('learn_inner_lr', False):
+        if train_opt['learn_inner_lr']:
             net = self.get_bare_model(self.net_g)
             names = [name for name, _ in net.named_parameters()]
             self.learned_inner_lr = LearnedInnerLR(names, self.inner_steps, self.inner_lr).to(self.device)
             start = self._pretrained_inner_lrs(names)
             if start is not None:
                 self.learned_inner_lr.load_state_dict(start)
-        cuda_graph = train_opt.get('cuda_graph', False)
+        cuda_graph = train_opt['cuda_graph']
         graphed = bool(cuda_graph) and graphs_available(self.device) and not self.opt['dist']
         if cuda_graph is True and not graphed:
             get_root_logger().warning('train.cuda_graph: true needs one CUDA process (this run: '
@@ -97,8 +97,10 @@ class MetaSRModel(SRModel):
             train_opt['optim_g'] = dict(train_opt['optim_g'], capturable=True)
         self.setup_optimizers()
         if self.learned_inner_lr is not None:
-            group_lr = float(train_opt.get('inner_lr_meta_lr', train_opt['optim_g'].get('lr', 1e-4)))
-            self.optimizer_g.add_param_group({'params': [self.learned_inner_lr.log_lr], 'lr': group_lr})
+            group_lr = train_opt['inner_lr_meta_lr']
+            if group_lr is None:
+                group_lr = train_opt['optim_g'].get('lr', 1e-4)
+            self.optimizer_g.add_param_group({'params': [self.learned_inner_lr.log_lr], 'lr': float(group_lr)})
         self.setup_schedulers()
         self.graphed_update = GraphedMetaUpdate(
             self.get_bare_model(self.net_g), self.optimizer_g, self.meta_engine, self.inner_steps,
@@ -239,7 +241,7 @@ class MetaSRModel(SRModel):
     # ---------------------------------------------------------------------------------------------- test time
     def _adapt_opt(self):
         # Checked once more here: test() may run with options set after the model was built.
-        return dict(check_section(VAL_ADAPT, (self.opt.get('val') or {}).get('adapt')))
+        return check_section(VAL_ADAPT, (self.opt.get('val') or {}).get('adapt'))
 
     def test(self):
         """SR of ``self.lq`` after adapting a copy of the weights to ``self.kernel`` (``val.adapt``).
@@ -252,13 +254,13 @@ class MetaSRModel(SRModel):
         default true).
         """
         adapt_opt = self._adapt_opt()
-        steps = adapt_opt.get('steps', 0)
+        steps = adapt_opt['steps']
         net = self.get_bare_model(self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g)
         was_training = net.training
         net.eval()
         start = time.perf_counter()
         self.adapt_psnr = []
-        zssr = adapt_opt.get('mode', 'mzsr') == 'zssr'
+        zssr = adapt_opt['mode'] == 'zssr'
         if (steps > 0 or zssr) and self.kernel is None:
             raise ValueError('test-time adaptation needs a kernel for every image: use a dataset that gives one '
                              '(type: MZSRKernelTestDataset) or set val.adapt.steps: 0')
@@ -268,11 +270,11 @@ class MetaSRModel(SRModel):
         if zssr:
             self.output = zssr_super_resolve(
                 self.lq, self.kernel[0], self.image_scale, self.downsample, device=self.device,
-                max_iters=int(adapt_opt.get('zssr_iters', ZSSR_DEFAULTS['max_iters'])), seed=adapt_opt.get('seed'))[0]
+                max_iters=int(adapt_opt['zssr_iters']), seed=adapt_opt['seed'])[0]
         else:
-            lrs = resolve_adapt_lrs(adapt_opt.get('lr'), steps, self.image_scale, self.downsample,
-                                    adapt_opt.get('multiscale', False), self._learned_step_sizes()) if steps else []
-            log_psnr = bool(steps) and adapt_opt.get('log_psnr', True) and hasattr(self, 'gt')
+            lrs = resolve_adapt_lrs(adapt_opt['lr'], steps, self.image_scale, self.downsample,
+                                    adapt_opt['multiscale'], self._learned_step_sizes()) if steps else []
+            log_psnr = bool(steps) and adapt_opt['log_psnr'] and hasattr(self, 'gt')
             if log_psnr:
                 self.adapt_psnr.append(self._psnr_with(net, detached_params(net)))
 
@@ -282,10 +284,9 @@ class MetaSRModel(SRModel):
             kernel = self.kernel[0] if self.kernel is not None else None
             self.output = super_resolve_image(
                 net, self.lq, kernel, self.image_scale, steps, lrs, self.downsample,
-                self_ensemble=adapt_opt.get('self_ensemble', False),
-                back_projection=int(adapt_opt.get('back_projection', 0) or 0),
-                tile=adapt_opt.get('tile', DEFAULT_TILE), crop_budget=adapt_opt.get('crop_budget', DEFAULT_CROP_BUDGET),
-                rng=np.random.default_rng(adapt_opt.get('seed')), on_step=on_step if log_psnr else None)[0]
+                self_ensemble=adapt_opt['self_ensemble'], back_projection=int(adapt_opt['back_projection']),
+                tile=adapt_opt['tile'], crop_budget=adapt_opt['crop_budget'],
+                rng=np.random.default_rng(adapt_opt['seed']), on_step=on_step if log_psnr else None)[0]
         self.adapt_time = time.perf_counter() - start
         net.train(was_training)
 
