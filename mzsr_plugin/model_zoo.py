@@ -6,10 +6,13 @@ weights campaign (:mod:`mzsr_plugin.campaign`) trains them and writes each shipp
 (:meth:`ZooModel.record`), so that a file says what it is and is never used at a scale or downsampling it was not
 trained for.
 """
+import os
 from dataclasses import dataclass
 from os import path as osp
 
-WEIGHTS_DIR = osp.join(osp.dirname(osp.abspath(__file__)), 'weights')
+# Where the zoo's weights live: the package's folder, or $MZSR_WEIGHTS_DIR (weights kept elsewhere, e.g. on a shared
+# disk, or a test's empty folder).
+WEIGHTS_DIR = os.environ.get('MZSR_WEIGHTS_DIR') or osp.join(osp.dirname(osp.abspath(__file__)), 'weights')
 # The key of a weights file's record, beside BasicSR's ``params``.
 RECORD_KEY = 'model_record'
 

@@ -34,6 +34,7 @@ from os import path as osp
 from mzsr_plugin.campaign import CAMPAIGN_KINDS, RECIPES, Campaign, campaign_dir, load_history
 from mzsr_plugin.campaign.report import MEASURE_COMMAND, families, family_title, write_measured, write_report
 from mzsr_plugin.campaign.runner import default_ship_path, machine_label
+from mzsr_plugin.campaign.zoo_tables import ZOO_TABLES, write_zoo
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SHARED_TRAIN = osp.join(ROOT, '..', 'shared', 'data', 'train')
@@ -97,6 +98,8 @@ def parse_args(argv=None):
     report.add_argument('--measure', action='store_true',
                         help='rerun Figure 3 and Table 2 (Set5) for the shipped weights first (minutes on a CPU; '
                         'ZSSR images missing from the cache take minutes each)')
+    report.add_argument('--no-zssr', action='store_true', help='--measure without the ZSSR rows of the tables that '
+                        'have them (ZSSR takes minutes per image on a CPU)')
     report.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     return parser.parse_args(argv)
 
@@ -121,12 +124,23 @@ def run_script(name, *argv):
         raise SystemExit(f'{name} failed (see its output above); the model card and README were left as they were')
 
 
-def measure(kind_name, device):
+def measure_tables(kind_name, device, zssr=True):
+    """The zoo tables of a model other than x2 direct (``mzsr_plugin/campaign/zoo_tables.py``)."""
+    folder, weights = campaign_dir(kind_name), default_ship_path(kind_name)
+    for table in ZOO_TABLES[kind_name]:
+        extra = ['--zssr-sets', 'Set5', '--zssr-cache', osp.join(folder, 'zssr_cache.json')] if table.zssr and zssr \
+            else []
+        run_script('bench_table2.py', '--weights', weights, *table.args, *extra, '--out',
+                   osp.join(folder, f'{table.name}.md'), '--device', device)
+
+
+def measure(kind_name, device, zssr=True):
     """Reruns the benchmarks behind the generated numbers for the shipped weights of ``kind_name``."""
-    kind = CAMPAIGN_KINDS[kind_name]
-    if (kind.scale, kind.downsample) != (2, 'direct'):
-        raise SystemExit(f'--measure: Figure 3 and Table 2 follow the x2 direct protocol; --model {kind_name} has no '
-                         'measurement yet')
+    if not osp.isfile(default_ship_path(kind_name)):
+        raise SystemExit(f'--measure: {default_ship_path(kind_name)} is not shipped yet; run the {kind_name} campaign '
+                         'first')
+    if kind_name != 'x2_direct':
+        return measure_tables(kind_name, device, zssr)
     folder, weights = campaign_dir(kind_name), default_ship_path(kind_name)
     run_script('bench_table2.py', '--weights', weights, '--sets', 'Set5', '--zssr-sets', 'Set5', '--zssr-cache',
                osp.join(folder, 'zssr_cache.json'), '--out', osp.join(folder, 'table2_set5.md'), '--device', device)
@@ -149,9 +163,11 @@ def measure(kind_name, device):
 
 def report(kind):
     section = write_report(kind)
-    for name in write_measured(kind):
-        print(f'warning: {name} measured other weights than the shipped ones; rerun '
-              f'`{MEASURE_COMMAND.format(kind=kind)}`', flush=True)
+    if kind == 'x2_direct':
+        for name in write_measured(kind):
+            print(f'warning: {name} measured other weights than the shipped ones; rerun '
+                  f'`{MEASURE_COMMAND.format(kind=kind)}`', flush=True)
+    write_zoo(kind)
     return section
 
 
@@ -232,7 +248,7 @@ def main(argv=None):
         run_compare(args)
     else:
         if args.measure:
-            measure(args.model, args.device)
+            measure(args.model, args.device, zssr=not args.no_zssr)
         print(report(args.model))
 
 

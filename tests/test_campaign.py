@@ -15,10 +15,12 @@ import zipfile
 from os import path as osp
 
 from helpers import write_images
+from mzsr_plugin import model_zoo
 from mzsr_plugin.archs.mzsr_arch import MZSRNet
 from mzsr_plugin.campaign import CAMPAIGN_KINDS, RECIPES, Campaign, load_history
 from mzsr_plugin.campaign import report as report_module
 from mzsr_plugin.campaign import runner as runner_module
+from mzsr_plugin.campaign import zoo_tables as zoo_module
 from mzsr_plugin.campaign.selection import SELECTION_PLAN, better, selection_cases
 from mzsr_plugin.evaluation import file_sha256, load_mzsr_weights
 
@@ -275,11 +277,70 @@ def test_measured_numbers_are_generated_and_stale_ones_flagged(tmp_path, monkeyp
     assert '**Stale**' in card.read_text()
 
 
-def test_measure_refuses_kinds_without_a_protocol():
+def _zoo_install(tmp_path, monkeypatch, kinds):
+    """Shipped weights (tiny files) and campaign folders for ``kinds`` under ``tmp_path``."""
+    weights = tmp_path / 'weights'
+    weights.mkdir(exist_ok=True)
+    monkeypatch.setattr(model_zoo, 'WEIGHTS_DIR', str(weights))
+    monkeypatch.setattr(zoo_module, 'campaign_dir', lambda kind: str(tmp_path / kind))
+    for kind in kinds:
+        (weights / model_zoo.MODEL_ZOO[kind].weights).write_bytes(kind.encode())
+        (tmp_path / kind).mkdir()
+        entry = {'meta_iter': 12, 'train_hours': 1.5, 'shipped': True, 'families': {
+            'random_x2': {'0': 27.0, '10': 28.0}, 'random_x4': {'0': 24.0, '10': 24.2}}}
+        (tmp_path / kind / 'history.jsonl').write_text(json.dumps(entry) + '\n')
+    return weights
+
+
+def _zoo_table(tmp_path, kind, name, cells, sha):
+    (tmp_path / kind / f'{name}.json').write_text(json.dumps({'cells': cells, 'weights_sha256': sha}))
+    (tmp_path / kind / f'{name}.md').write_text(f'| method | {name} |\n')
+
+
+def test_zoo_tables_targets_and_readme_table_are_generated(tmp_path, monkeypatch):
+    weights = _zoo_install(tmp_path, monkeypatch, ['x2_direct', 'x4_direct', 'multiscale'])
+    sha = {kind: file_sha256(str(weights / model_zoo.MODEL_ZOO[kind].weights)) for kind in model_zoo.MODEL_ZOO
+           if (weights / model_zoo.MODEL_ZOO[kind].weights).exists()}
+    g20 = 'Set5 (5) g_d_2.0'
+    _zoo_table(tmp_path, 'x2_direct', 'table2_set5', {f'MZSR(10) | {g20}': [35.7, 1.0]}, sha['x2_direct'])
+    x4_cells = {f'Bicubic | {g20}': [24.0, 0.0], f'MZSR(1) | {g20}': [30.1, 1.0], f'MZSR(10) | {g20}': [30.6, 2.0]}
+    _zoo_table(tmp_path, 'x4_direct', 'table_x4_set5', x4_cells, sha['x4_direct'])
+    for scale, value in ((2, 35.5), (3, 27.0), (4, 30.0)):
+        _zoo_table(tmp_path, 'multiscale', f'table3_x{scale}', {f'Bicubic | {g20}': [24.5, 0.0],
+                                                                f'MZSR(10) | {g20}': [value, 1.0]},
+                   sha['multiscale'] if scale != 4 else 'other weights')
+    rows = {label: (value, met) for label, _, value, met in zoo_module.targets('x4_direct')}
+    assert rows['Set5 g^d_2.0 x4: MZSR(1)'] == (30.1, False) and rows['Set5 g^d_2.0 x4: MZSR(10)'] == (30.6, True)
+    multi = {label: (round(value, 2), met) for label, _, value, met in zoo_module.targets('multiscale')}
+    assert multi['Set5 g^d_2.0 x2: MZSR(10) − x2_direct MZSR(10)'] == (-0.2, True)  # within 0.3 dB
+    assert multi['Set5 g^d_2.0 x4: MZSR(10) − x4_direct MZSR(10)'] == (-0.6, False)
+    assert multi['Set5 g^d_2.0 x3: MZSR(10) − bicubic'] == (2.5, True)
+    assert multi['held-out random kernels: MZSR(10) − MZSR(0)'] == (0.6, True)  # mean over x2 (+1.0), x4 (+0.2)
+    card, readme = tmp_path / 'CARD.md', tmp_path / 'README.md'
+    card.write_text('# card\n')
+    readme.write_text('# readme\n\n<!-- zoo -->\nold\n<!-- /zoo -->\n\nkept\n')
+    for _ in range(2):  # idempotent
+        zoo_module.write_zoo('multiscale', card=str(card), readme=str(readme))
+    text, zoo = card.read_text(), readme.read_text()
+    assert text.count('<!-- measured:multiscale -->') == 1 and text.count('**Stale**') == 1  # the x4 table
+    assert '| Set5 g^d_2.0 x3: MZSR(10) − bicubic | ≥ 2 dB | 2.50 | met |' in text
+    assert 'old' not in zoo and 'kept' in zoo
+    assert '| x4_direct | `mzsr_x4_direct.pth` | x4 | direct | g^d_2.0 | 24.00 | 30.10 | 30.60 | 30.20 / 30.50 |' \
+        in zoo
+    assert '| multiscale | `mzsr_multiscale.pth` | x4 | direct | g^d_2.0 | 24.50* | — | 30.00* | — |' in zoo
+    assert '| x2_bicubic | `mzsr_x2_bicubic.pth` | x2 | bicubic | g^b_1.3 | — | — | — | 35.18 / 36.64 | — | not ' \
+           'shipped yet |' in zoo
+    assert '1.5 CPU h, 12 meta-it' in zoo
+
+
+def test_measure_refuses_a_model_that_is_not_shipped(tmp_path):
+    env = dict(os.environ, MZSR_WEIGHTS_DIR=str(tmp_path))
     run = subprocess.run([sys.executable, osp.join(ROOT, 'scripts', 'train_weights.py'), 'report', '--model',
-                          'x4_direct', '--measure', '--device', 'cpu'], capture_output=True, text=True, timeout=120)
+                          'x2_bicubic', '--measure', '--device', 'cpu'], capture_output=True, text=True,
+                         timeout=120, env=env)
     assert run.returncode != 0
-    assert '--measure: Figure 3 and Table 2 follow the x2 direct protocol; --model x4_direct has no' in run.stderr
+    assert f'--measure: {tmp_path / "mzsr_x2_bicubic.pth"} is not shipped yet; run the x2_bicubic campaign' in \
+        run.stderr
 
 
 def test_committed_campaign_state_stays_out_of_the_wheel(tmp_path):

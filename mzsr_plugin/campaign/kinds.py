@@ -2,11 +2,13 @@
 from dataclasses import dataclass
 from os import path as osp
 
-from mzsr_plugin.model_zoo import MODEL_ZOO, WEIGHTS_DIR
+from mzsr_plugin.model_zoo import MODEL_ZOO
 
 PACKAGE_DIR = osp.dirname(osp.dirname(osp.abspath(__file__)))
 ROOT = osp.dirname(PACKAGE_DIR)
 OPTIONS_DIR = osp.join(ROOT, 'options')
+# The model card and the campaigns' committed state live in the source tree, wherever the weights are read from.
+WEIGHTS_DIR = osp.join(PACKAGE_DIR, 'weights')
 
 
 @dataclass(frozen=True)

@@ -151,7 +151,31 @@ def campaign_section(kind):
     if osp.isfile(recipes_file):
         with open(recipes_file) as f:
             lines += [''] + _recipe_rows(json.load(f))
+    init_file = osp.join(folder, 'init_comparison.json')
+    if osp.isfile(init_file):
+        with open(init_file) as f:
+            lines += [''] + _init_rows(json.load(f))
     return '\n'.join(lines)
+
+
+def _init_rows(comparison):
+    """The starting-point comparison of a campaign (``init_comparison.json``): selection score against hours."""
+    lines = [f'Starting point, measured before the campaign went on: {comparison["question"]} {comparison["how"]} '
+             f'({comparison["machine"]}). Selection score (mean PSNR after 10 steps) at each evaluation:', '',
+             '| start | ' + ' | '.join(f'{e["train_hours"]:.2f} h' for e in next(iter(comparison['inits'].values())))
+             + ' | gain |', '|---' * (len(next(iter(comparison['inits'].values()))) + 2) + '|']
+    for name, trajectory in comparison['inits'].items():
+        chosen = ' (**chosen**)' if name == comparison['chosen'] else ''
+        lines.append(f'| {name}{chosen} | ' + ' | '.join(f'{e["score"]:.3f}' for e in trajectory) +
+                     f' | {trajectory[-1]["score"] - trajectory[0]["score"]:+.2f} dB |')
+    chosen = comparison['inits'][comparison['chosen']]
+    for name, other in comparison['inits'].items():
+        if name != comparison['chosen']:
+            leads = ', '.join(f'{a["score"] - b["score"]:+.2f}' for a, b in zip(chosen[1:], other[1:]))
+            steps = ', '.join(f'{b["score"] - a["score"]:+.2f}' for a, b in zip(other, other[1:]))
+            lines += ['', f'Chosen: {comparison["chosen"]}; its lead over {name} at each later evaluation: {leads} dB '
+                      f'(that start\'s gain per evaluation: {steps} dB).']
+    return lines
 
 
 def replace_block(text, name, block):

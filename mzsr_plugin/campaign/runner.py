@@ -16,7 +16,7 @@ from basicsr.data import build_dataset
 from mzsr_plugin.compat import atomic_torch_save
 from mzsr_plugin.model_zoo import RECORD_KEY
 from mzsr_plugin.models.meta_sr_model import MetaSRModel
-from .kinds import CAMPAIGN_KINDS, OPTIONS_DIR, RECIPES, WEIGHTS_DIR, campaign_dir
+from .kinds import CAMPAIGN_KINDS, OPTIONS_DIR, RECIPES, campaign_dir
 from .selection import SELECTION_CROP, better, score_network, selection_cases
 
 STATE_FILE = 'state.pth'
@@ -381,9 +381,9 @@ class Campaign:
                 self.state['optimizer'] = self.state['scheduler'] = None
                 self.model = self._build_model()
             if done % 20 == 0:
-                shown = ('l_pix', 'l_meta', 'l_query_pre', f'l_query_{self.opt["train"].get("inner_steps", 5)}',
-                         'inner_lr_mean')
                 logs = self.model.get_current_log()
+                steps = [int(k[8:]) for k in logs if k.startswith('l_query_') and k[8:].isdigit()]
+                shown = ('l_pix', 'l_meta', 'l_query_pre', f'l_query_{max(steps, default=0)}', 'inner_lr_mean')
                 self.log(f'  it {current}: ' + ' '.join(f'{k} {float(logs[k]):.4g}' for k in shown if k in logs) +
                          f' ({time.time() - begin:.2f} s/it)')
             if time.time() - last_save > checkpoint_minutes * 60:
@@ -398,4 +398,4 @@ class Campaign:
 
 def default_ship_path(kind):
     """The shipped weights file of a kind: ``mzsr_plugin/weights/<weights>``."""
-    return osp.join(WEIGHTS_DIR, CAMPAIGN_KINDS[kind].weights)
+    return CAMPAIGN_KINDS[kind].model.path
