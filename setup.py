@@ -21,11 +21,17 @@ def read_hook_pth():
 
 
 class BuildPyWithHook(build_py):
-    """Puts the hook's .pth at the root of site-packages for regular (wheel) installs."""
+    """Puts the hook's .pth at the root of site-packages for regular (wheel) installs, and the option files into the
+    package (``mzsr_plugin/options``), so that the weights campaign runs from a wheel."""
 
     def run(self):
         super().run()
         self.copy_file(os.path.join(HERE, HOOK_PTH), os.path.join(self.build_lib, HOOK_PTH))
+        options = os.path.join(self.build_lib, 'mzsr_plugin', 'options')
+        self.mkpath(options)
+        for name in sorted(os.listdir(os.path.join(HERE, 'options'))):
+            if name.endswith('.yml'):
+                self.copy_file(os.path.join(HERE, 'options', name), os.path.join(options, name))
 
 
 cmdclass = {'build_py': BuildPyWithHook}
@@ -102,6 +108,7 @@ setup(
             'mzsr-sr=mzsr_plugin.cli:main',
             'mzsr-demo=mzsr_plugin.demo:main',
             'mzsr-app=mzsr_plugin.app:main',
+            'mzsr-campaign=mzsr_plugin.campaign.cli:main',
         ],
     },
     cmdclass=cmdclass,

@@ -18,6 +18,7 @@ from helpers import write_images
 from mzsr_plugin import model_zoo
 from mzsr_plugin.archs.mzsr_arch import MZSRNet
 from mzsr_plugin.campaign import CAMPAIGN_KINDS, RECIPES, Campaign, load_history
+from mzsr_plugin.campaign import cli as campaign_cli
 from mzsr_plugin.campaign import report as report_module
 from mzsr_plugin.campaign import runner as runner_module
 from mzsr_plugin.campaign import zoo_tables as zoo_module
@@ -166,18 +167,13 @@ def test_a_changed_meta_lr_takes_effect_on_resume_with_adams_state(data, tmp_pat
 
 
 def test_set_values_are_parsed_as_on_a_command_line():
-    sys.path.insert(0, osp.join(ROOT, 'scripts'))
-    try:
-        import train_weights
-    finally:
-        sys.path.pop(0)
-    parsed = train_weights.parse_overrides(['meta:train.optim_g.lr=5e-5', 'train.x=1e3', 'a=0.5', 'b=true', 'c=[1, 2]',
-                                            'd=inf', 'e=direct'])
+    parsed = campaign_cli.parse_overrides(['meta:train.optim_g.lr=5e-5', 'train.x=1e3', 'a=0.5', 'b=true', 'c=[1, 2]',
+                                           'd=inf', 'e=direct'])
     assert parsed == {'meta:train.optim_g.lr': 5e-5, 'train.x': 1000.0, 'a': 0.5, 'b': True, 'c': [1, 2], 'd': 'inf',
                       'e': 'direct'}
     assert isinstance(parsed['meta:train.optim_g.lr'], float)  # YAML alone would give the string '5e-5'
     with pytest.raises(SystemExit, match="--set 'lr': expected KEY=VALUE"):
-        train_weights.parse_overrides(['lr'])
+        campaign_cli.parse_overrides(['lr'])
 
 
 def test_bad_campaign_arguments_are_named(data, tmp_path):
@@ -343,15 +339,51 @@ def test_measure_refuses_a_model_that_is_not_shipped(tmp_path):
         run.stderr
 
 
-def test_committed_campaign_state_stays_out_of_the_wheel(tmp_path):
+@pytest.fixture(scope='module')
+def wheel(tmp_path_factory):
+    folder = tmp_path_factory.mktemp('wheel')
     run = subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '-q', '-w',
-                          str(tmp_path), ROOT], capture_output=True, text=True, timeout=600)
+                          str(folder), ROOT], capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
-    wheel = next(p for p in os.listdir(tmp_path) if p.endswith('.whl'))
-    names = zipfile.ZipFile(tmp_path / wheel).namelist()
+    return folder / next(p for p in os.listdir(folder) if p.endswith('.whl'))
+
+
+def test_committed_campaign_state_stays_out_of_the_wheel(wheel):
+    names = zipfile.ZipFile(wheel).namelist()
     assert 'mzsr_plugin/weights/mzsr_x2_direct.pth' in names
-    assert 'mzsr_plugin/campaign/runner.py' in names
+    assert 'mzsr_plugin/campaign/runner.py' in names and 'mzsr_plugin/campaign/cli.py' in names
     assert not [n for n in names if n.startswith('mzsr_plugin/weights/campaign/')]
+    # The campaign's option files travel in the package.
+    assert {f'mzsr_plugin/options/{kind.meta_options}' for kind in CAMPAIGN_KINDS.values()} <= set(names)
+
+
+def test_the_campaign_runs_from_an_installed_wheel(wheel, data, tmp_path):
+    site = tmp_path / 'site'
+    run = subprocess.run([sys.executable, '-m', 'pip', 'install', '-q', '--no-deps', '--no-compile', '--target',
+                          str(site), str(wheel)], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    work = tmp_path / 'work'
+    work.mkdir()
+    env = dict(os.environ, PYTHONPATH=str(site))
+    where = subprocess.run([sys.executable, '-c', 'import mzsr_plugin; print(mzsr_plugin.__file__)'], cwd=work,
+                           env=env, capture_output=True, text=True, timeout=300)
+    assert where.stdout.strip().startswith(str(site)), where.stdout + where.stderr  # the wheel, not this checkout
+    overrides = [item for key, value in TINY.items() for item in ('--set', f'{key}={value}')]
+    command = [sys.executable, '-m', 'mzsr_plugin.campaign.cli', 'campaign', '--model', 'x2_direct', '--minutes', '5',
+               '--train-dir', str(data / 'train'), '--val-dir', str(data / 'val'), '--init', str(data / 'init.pth'),
+               '--max-iters', '1', '--threads', '1', '--device', 'cpu', *overrides]
+    run = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    # The installed package, not this checkout, ran; state and history in the working folder, none in site-packages.
+    assert osp.isfile(work / 'mzsr_campaign' / 'x2_direct' / 'state.pth')
+    assert len(load_history(str(work / 'mzsr_campaign' / 'x2_direct'))) == 2
+    assert not (site / 'mzsr_plugin' / 'weights' / 'campaign').exists()
+    run = subprocess.run([sys.executable, '-m', 'mzsr_plugin.campaign.cli', 'report', '--model', 'x2_direct'], cwd=work,
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode != 0 and 'report rewrites the model card and README of a source checkout' in run.stderr
+    run = subprocess.run([sys.executable, '-m', 'mzsr_plugin.campaign.cli', 'campaign', '--model', 'x2_direct',
+                          '--minutes', '1'], cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode != 0 and '--train-dir' in run.stderr  # no checkout: no default data
 
 
 def test_every_kind_names_existing_option_files():

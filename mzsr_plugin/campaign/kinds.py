@@ -6,7 +6,8 @@ from mzsr_plugin.model_zoo import MODEL_ZOO
 
 PACKAGE_DIR = osp.dirname(osp.dirname(osp.abspath(__file__)))
 ROOT = osp.dirname(PACKAGE_DIR)
-OPTIONS_DIR = osp.join(ROOT, 'options')
+# The option files: a wheel carries a copy in the package (setup.py's build_py), a checkout has them at its root.
+OPTIONS_DIR = next(d for d in (osp.join(PACKAGE_DIR, 'options'), osp.join(ROOT, 'options')) if osp.isdir(d))
 # The model card and the campaigns' committed state live in the source tree, wherever the weights are read from.
 WEIGHTS_DIR = osp.join(PACKAGE_DIR, 'weights')
 

@@ -1,0 +1,279 @@
+"""The weights campaign's command line (``mzsr-campaign``, or ``python scripts/train_weights.py`` in a checkout).
+
+Subcommands (``--model`` is one of x2_direct, x2_bicubic, x4_direct, multiscale):
+
+- ``campaign``: continue the committed state of ``mzsr_plugin/weights/campaign/<model>/`` for ``--minutes``,
+  checkpointing atomically, evaluating on the held-out selection set and replacing the shipped weights only when
+  the selection score improves. A new campaign pretrains (stage 1) unless ``--init`` gives weights to start from.
+- ``compare``: run several recipes for a few minutes each from the same weights, side by side, and record the
+  held-out PSNR each reached per CPU-hour (``recipes.json``), without touching the shipped weights.
+- ``report``: regenerate the model card's campaign section and training curve from the history, and the model
+  card's and README's measured numbers from the benchmark outputs in the campaign folder; ``--measure`` first
+  reruns those benchmarks for the shipped weights (``bench_table2.py`` on Set5 with ZSSR from its per-image cache,
+  then ``plot_adaptation.py`` with that ZSSR PSNR, then the demo, whose printout README shows).
+
+From a source checkout the campaign continues the state committed in the repository and ships into the package;
+from an installed wheel (no checkout), ``--train-dir`` and ``--val-dir`` are required, the state lives in
+``./mzsr_campaign/<model>/`` and the weights are shipped beside it (``MZSR_WEIGHTS_DIR=./mzsr_campaign`` makes the
+zoo use them); ``report --measure`` runs the checkout's benchmark scripts and needs one.
+
+Examples::
+
+    python scripts/train_weights.py campaign --model x2_direct --minutes 150 --device cpu
+    python scripts/train_weights.py compare --model x2_direct --minutes 8 --parallel 2
+    python scripts/train_weights.py report --model x2_direct --measure
+    mzsr-campaign campaign --model x4_direct --minutes 60 --train-dir DIV2K_HR --val-dir my_heldout --init w.pth
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import torch
+import yaml
+from os import path as osp
+
+from mzsr_plugin.campaign.kinds import CAMPAIGN_KINDS, RECIPES, ROOT, campaign_dir
+from mzsr_plugin.campaign.report import MEASURE_COMMAND, families, family_title, write_measured, write_report
+from mzsr_plugin.campaign.runner import Campaign, default_ship_path, load_history, machine_label
+from mzsr_plugin.campaign.zoo_tables import ZOO_TABLES, write_zoo
+
+# A source checkout holds the benchmark scripts, the committed campaign state and the shared data beside it.
+CHECKOUT = osp.isfile(osp.join(ROOT, 'scripts', 'bench_table2.py'))
+SHARED_TRAIN = osp.join(ROOT, '..', 'shared', 'data', 'train')
+NUMBER = re.compile(r'[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+')
+
+
+def _default_dir(name):
+    path = osp.join(SHARED_TRAIN, name)
+    return path if CHECKOUT and osp.isdir(path) else None
+
+
+def add_common(parser):
+    parser.add_argument('--model', default='x2_direct', choices=sorted(CAMPAIGN_KINDS))
+    train_dir, val_dir = _default_dir('BSDS400'), _default_dir('HQ70')
+    parser.add_argument('--train-dir', default=train_dir, required=train_dir is None,
+                        help='HR training images: a folder, or a BasicSR .lmdb with --lmdb (e.g. DIV2K)')
+    parser.add_argument('--lmdb', action='store_true', help='--train-dir is a BasicSR LMDB')
+    parser.add_argument('--val-dir', default=val_dir, required=val_dir is None,
+                        help='held-out HR images of the selection set (never trained on; at least 12 PNGs)')
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--threads', type=int, help='torch CPU threads (default: torch\'s)')
+    parser.add_argument('--work-dir', default=osp.join(ROOT if CHECKOUT else os.getcwd(), 'experiments', 'campaign'),
+                        help='scratch folder (not committed)')
+    parser.add_argument('--workers', type=int, default=0,
+                        help='data-loader processes (GPU runs want several; 0: in-process, bit-exact resume)')
+    parser.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
+                        help='override an option (YAML value); prefix pretrain: or meta: for one stage, e.g. '
+                        'meta:datasets.train.num_support=8')
+
+
+def parse_overrides(items):
+    """``--set KEY=VALUE`` pairs as a dict of dotted keys to YAML-parsed values (numbers such as ``5e-5`` too)."""
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition('=')
+        if not sep or not key:
+            raise SystemExit(f'--set {item!r}: expected KEY=VALUE, e.g. meta:datasets.train.num_support=8')
+        parsed = yaml.safe_load(value)
+        if isinstance(parsed, str) and NUMBER.fullmatch(parsed):
+            parsed = float(parsed)  # YAML 1.1 reads 5e-5 (no dot) as a string; on the command line it is a number
+        overrides[key] = parsed
+    return overrides
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    sub = parser.add_subparsers(dest='command', required=True)
+    run = sub.add_parser('campaign', help='continue the campaign for a wall-clock budget')
+    add_common(run)
+    run.add_argument('--minutes', type=float, required=True, help='wall-clock budget of this segment')
+    run.add_argument('--recipe', choices=sorted(RECIPES), help='switch the campaign to this recipe')
+    run.add_argument('--init', help='a new campaign starts its meta stage from these weights (skips pretraining)')
+    run.add_argument('--pretrain-iters', type=int, default=20000, help='stage-1 length of a new campaign')
+    run.add_argument('--state-dir', help='state and history folder (default: the committed campaign folder)')
+    run.add_argument('--no-ship', action='store_true', help='never replace the shipped weights (trials)')
+    run.add_argument('--checkpoint-minutes', type=float, default=3.0)
+    run.add_argument('--eval-minutes', type=float, default=20.0)
+    run.add_argument('--max-iters', type=int, help='stop after this many iterations (smoke tests)')
+    compare = sub.add_parser('compare', help='short side-by-side runs of several recipes')
+    add_common(compare)
+    compare.add_argument('--recipes', default='official,lslr,lslr_wide,lslr_wide_first_order')
+    compare.add_argument('--minutes', type=float, default=8.0, help='budget per recipe')
+    compare.add_argument('--parallel', type=int, default=2, help='recipes run at once (one CPU thread each on CPU)')
+    compare.add_argument('--init', help='weights every recipe starts from (default: the shipped weights)')
+    report = sub.add_parser('report', help='model card section and training curve from the history')
+    report.add_argument('--model', default='x2_direct', choices=sorted(CAMPAIGN_KINDS))
+    report.add_argument('--measure', action='store_true',
+                        help='rerun Figure 3 and Table 2 (Set5) for the shipped weights first (minutes on a CPU; '
+                        'ZSSR images missing from the cache take minutes each)')
+    report.add_argument('--no-zssr', action='store_true', help='--measure without the ZSSR rows of the tables that '
+                        'have them (ZSSR takes minutes per image on a CPU)')
+    report.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    return parser.parse_args(argv)
+
+
+def run_campaign(args):
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    state_dir, ship_to = args.state_dir, default_ship_path(args.model)
+    if not CHECKOUT:  # an installed package: the state and the weights stay out of site-packages
+        state_dir = state_dir or osp.join(os.getcwd(), 'mzsr_campaign', args.model)
+        ship_to = osp.join(osp.dirname(state_dir), CAMPAIGN_KINDS[args.model].weights)
+    campaign = Campaign(args.model, args.train_dir, args.val_dir, args.device, state_dir=state_dir,
+                        ship_to=None if args.no_ship else ship_to, recipe=args.recipe,
+                        init=args.init, pretrain_iters=args.pretrain_iters, lmdb=args.lmdb,
+                        overrides=parse_overrides(args.set), workers=args.workers, work_dir=args.work_dir,
+                        log=lambda line: print(line, flush=True))
+    campaign.run(args.minutes, args.checkpoint_minutes, args.eval_minutes, args.max_iters)
+    if state_dir is None:
+        report(args.model)
+
+
+def run_script(name, *argv):
+    if not CHECKOUT:
+        raise SystemExit(f'report --measure runs the benchmark scripts of a source checkout (scripts/{name}); run it '
+                         'from a clone of the repository')
+    cmd = [sys.executable, osp.join(ROOT, 'scripts', name), *map(str, argv)]
+    print('$ ' + ' '.join(cmd[1:]), flush=True)
+    if subprocess.run(cmd).returncode:
+        raise SystemExit(f'{name} failed (see its output above); the model card and README were left as they were')
+
+
+def measure_tables(kind_name, device, zssr=True):
+    """The zoo tables of a model other than x2 direct (``mzsr_plugin/campaign/zoo_tables.py``)."""
+    folder, weights = campaign_dir(kind_name), default_ship_path(kind_name)
+    for table in ZOO_TABLES[kind_name]:
+        extra = ['--zssr-sets', 'Set5', '--zssr-cache', osp.join(folder, 'zssr_cache.json')] if table.zssr and zssr \
+            else []
+        run_script('bench_table2.py', '--weights', weights, *table.args, *extra, '--out',
+                   osp.join(folder, f'{table.name}.md'), '--device', device)
+
+
+def measure(kind_name, device, zssr=True):
+    """Reruns the benchmarks behind the generated numbers for the shipped weights of ``kind_name``."""
+    if not osp.isfile(default_ship_path(kind_name)):
+        raise SystemExit(f'--measure: {default_ship_path(kind_name)} is not shipped yet; run the {kind_name} campaign '
+                         'first')
+    if kind_name != 'x2_direct':
+        return measure_tables(kind_name, device, zssr)
+    folder, weights = campaign_dir(kind_name), default_ship_path(kind_name)
+    run_script('bench_table2.py', '--weights', weights, '--sets', 'Set5', '--zssr-sets', 'Set5', '--zssr-cache',
+               osp.join(folder, 'zssr_cache.json'), '--out', osp.join(folder, 'table2_set5.md'), '--device', device)
+    with open(osp.join(folder, 'table2_set5.json')) as f:
+        zssr = json.load(f)['cells']['ZSSR | Set5 (5) g_d_2.0'][0]
+    run_script('plot_adaptation.py', '--weights', weights, '--zssr-psnr', zssr, '--out',
+               osp.join(folder, 'figure3.png'), '--device', device)
+    demo = [sys.executable, '-m', 'mzsr_plugin.demo', '--weights', weights, '--device', device]
+    print('$ python -m mzsr_plugin.demo', flush=True)
+    run = subprocess.run(demo, cwd=ROOT, capture_output=True, text=True)
+    print(run.stdout, end='', flush=True)
+    if run.returncode:
+        raise SystemExit(f'the demo failed:\n{run.stderr[-3000:]}')
+    with open(osp.join(ROOT, 'mzsr_demo', 'results.json')) as f:
+        sha = json.load(f)['weights_sha256']
+    with open(osp.join(folder, 'demo.json'), 'w') as f:
+        json.dump({'command': 'python -m mzsr_plugin.demo', 'stdout': run.stdout, 'weights_sha256': sha,
+                   'machine': machine_label(device)}, f, indent=1)
+
+
+def report(kind):
+    section = write_report(kind)
+    if kind == 'x2_direct':
+        for name in write_measured(kind):
+            print(f'warning: {name} measured other weights than the shipped ones; rerun '
+                  f'`{MEASURE_COMMAND.format(kind=kind)}`', flush=True)
+    write_zoo(kind)
+    return section
+
+
+def run_compare(args):
+    recipes = args.recipes.split(',')
+    unknown = sorted(set(recipes) - set(RECIPES))
+    if unknown:
+        raise SystemExit(f'--recipes: unknown {unknown}; known: {sorted(RECIPES)}')
+    init = args.init or default_ship_path(args.model)
+    trials = osp.join(args.work_dir, f'compare_{args.model}')
+    threads = max(1, (os.cpu_count() or 2) // args.parallel) if args.device == 'cpu' else None
+    pending, running, results = list(recipes), [], {}
+    while pending or running:
+        while pending and len(running) < args.parallel:
+            recipe = pending.pop(0)
+            state_dir = osp.join(trials, recipe)
+            shutil.rmtree(state_dir, ignore_errors=True)
+            cmd = [sys.executable, '-m', 'mzsr_plugin.campaign.cli', 'campaign', '--model', args.model, '--minutes',
+                   str(args.minutes), '--recipe', recipe, '--init', init, '--state-dir', state_dir, '--no-ship',
+                   '--train-dir', args.train_dir, '--val-dir', args.val_dir, '--device', args.device,
+                   '--eval-minutes', str(args.minutes * 2), '--work-dir', osp.join(state_dir, 'work')]
+            if threads:
+                cmd += ['--threads', str(threads)]
+            if args.lmdb:
+                cmd.append('--lmdb')
+            for item in args.set:
+                cmd += ['--set', item]
+            os.makedirs(state_dir, exist_ok=True)
+            log = open(osp.join(state_dir, 'log.txt'), 'w')
+            print(f'[{recipe}] started', flush=True)
+            running.append((recipe, state_dir, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log))
+        time.sleep(5)
+        for item in list(running):
+            recipe, state_dir, proc, log = item
+            if proc.poll() is None:
+                continue
+            log.close()
+            running.remove(item)
+            history = load_history(state_dir)
+            if proc.returncode or len(history) < 2:
+                print(f'[{recipe}] failed (exit {proc.returncode}); see {osp.join(state_dir, "log.txt")}')
+                continue
+            start, end = history[0], history[-1]
+            results[recipe] = {
+                'overrides': RECIPES[recipe], 'meta_iters': end['meta_iter'], 'train_hours': end['train_hours'],
+                'machine': end['machine'], 'threads': threads, 'start': start['families'], 'end': end['families'],
+                'score_start': start['score'], 'score_end': end['score'],
+                'score_gain_per_hour': (end['score'] - start['score']) / max(end['train_hours'], 1e-9)
+            }
+            print(f'[{recipe}] {end["meta_iter"]} iterations, score {start["score"]:.3f} -> {end["score"]:.3f}',
+                  flush=True)
+    print_comparison(results)
+    out = osp.join(campaign_dir(args.model), 'recipes.json')
+    os.makedirs(osp.dirname(out), exist_ok=True)
+    with open(out, 'w') as f:
+        json.dump({'minutes_each': args.minutes, 'parallel': args.parallel, 'init': osp.relpath(init, ROOT),
+                   'results': results}, f, indent=1)
+    print(f'wrote {out}')
+
+
+def print_comparison(results):
+    if not results:
+        return
+    names = families([{'families': r['end']} for r in results.values()])
+    header = '  '.join(f'{family_title(f) + " 0/1/10":>20}' for f in names)
+    print(f'\n{"recipe":<24} {"iters":>6} {"hours":>6}  {header}  {"score":>7}  {"dB/h":>6}')
+    for recipe, r in results.items():
+        cells = ['/'.join(f'{r["end"][fam][s]:.2f}' for s in ('0', '1', '10')) for fam in names]
+        print(f'{recipe:<24} {r["meta_iters"]:>6} {r["train_hours"]:>6.3f}  ' + '  '.join(f'{c:>20}' for c in cells) +
+              f'  {r["score_end"]:>7.3f}  {r["score_gain_per_hour"]:>6.2f}')
+
+
+def main(argv=None):
+    """Entry point of ``mzsr-campaign`` and ``scripts/train_weights.py``."""
+    args = parse_args(argv)
+    if args.command == 'report' and not CHECKOUT:
+        raise SystemExit('report rewrites the model card and README of a source checkout; run it from a clone of the '
+                         'repository')
+    if args.command == 'campaign':
+        run_campaign(args)
+    elif args.command == 'compare':
+        run_compare(args)
+    else:
+        if args.measure:
+            measure(args.model, args.device, zssr=not args.no_zssr)
+        print(report(args.model))
+
+
+if __name__ == '__main__':
+    main()
