@@ -15,7 +15,6 @@ import numpy as np
 import os
 import pickle
 import torch
-import warnings
 from dataclasses import dataclass, field
 from os import path as osp
 
@@ -23,7 +22,7 @@ from mzsr_plugin.data.kernels import load_kernel, parse_kernel_spec, save_kernel
 from mzsr_plugin.evaluation import load_mzsr_weights
 from mzsr_plugin.kernel_estimation import estimate_kernel
 from mzsr_plugin.metrics.official_metric import calculate_mzsr_psnr, calculate_mzsr_ssim
-from mzsr_plugin.model_zoo import MODEL_ZOO, RECORD_KEY, zoo_model_for
+from mzsr_plugin.model_zoo import MODEL_ZOO, ModelRecordWarning, check_record, weights_record, zoo_model_for
 from mzsr_plugin.models.adaptation import DEFAULT_CROP_BUDGET, DEFAULT_TILE, resolve_adapt_lrs, super_resolve_image
 from mzsr_plugin.utils.figures import kernel_image, save_comparison
 from mzsr_plugin.utils.image_io import IMAGE_EXTENSIONS, read_image, to_uint8, write_image
@@ -37,10 +36,6 @@ GT_PATTERNS = ('{stem}.png', '{stem}_GT.png', '{name}')
 KERNEL_HELP = ('pass --kernel FILE (.mat with key "kernel" or "Kernel", .npy, or .png) or a spec such as g_d_2.0, '
                'or --kernel-dir DIR holding <stem>.mat, <stem>_0.mat, <stem>.npy or <stem>.png per image')
 ESTIMATE = 'estimate'
-
-
-class ModelRecordWarning(UserWarning):
-    """Weights without a ``model_record`` are used at the scale and downsampling asked, unchecked."""
 
 
 # ------------------------------------------------------------------------------------------------------------ inputs
@@ -152,38 +147,6 @@ def find_gt(gt_dir, image_path):
 
 
 # ----------------------------------------------------------------------------------------------------------- weights
-def weights_record(path):
-    """The ``model_record`` of a weights file (kind, scales, downsampling, training), or None if it has none."""
-    state = torch.load(path, map_location='cpu', weights_only=True)
-    return state.get(RECORD_KEY) if isinstance(state, dict) else None
-
-
-def check_record(record, weights, scale, downsample, option='--weights'):
-    """Refuses weights whose record contradicts the scale or downsampling asked.
-
-    Args:
-        record (dict | None): The file's ``model_record``; None warns (:class:`ModelRecordWarning`) and passes.
-        weights (str): The file, for messages.
-        scale (int): Scale asked.
-        downsample (str): Downsampling asked.
-        option (str): How the caller names the weights setting.
-    """
-    if record is None:
-        warnings.warn(f'{option} {weights} carries no model record (e.g. converted official weights): used for '
-                      f'x{scale} {downsample} downsampling as asked, unchecked', ModelRecordWarning, stacklevel=3)
-        return
-    scales = [int(s) for s in record.get('scales', [])]
-    if scale not in scales or record.get('downsample') != downsample:
-        trained = f'{"/".join(f"x{s}" for s in scales)} {record.get("downsample")}'
-        try:
-            fitting = zoo_model_for(scale, downsample).path
-            hint = f'drop {option} to use the shipped x{scale} {downsample} model ({fitting})'
-        except ValueError:
-            hint = f'no shipped model serves x{scale} {downsample}'
-        raise ValueError(f'{option} {weights} is a {record.get("kind", "?")} model ({trained} downsampling) but '
-                         f'x{scale} with {downsample} downsampling was asked; {hint}')
-
-
 def choose_weights(weights, scale, downsample, option='--weights'):
     """The weights file to use: ``weights`` if given (checked against its record), else the zoo's model.
 

@@ -7,6 +7,8 @@ weights campaign (:mod:`mzsr_plugin.campaign`) trains them and writes each shipp
 trained for.
 """
 import os
+import torch
+import warnings
 from dataclasses import dataclass
 from os import path as osp
 
@@ -92,3 +94,39 @@ def zoo_model_for(scale, downsample):
     raise ValueError(f'no shipped MZSR model serves x{scale} with {downsample} downsampling (shipped: {shipped}); '
                      f'pass --weights FILE trained for x{scale} {downsample}, or use ZSSR (--zssr), which needs no '
                      'weights')
+
+
+class ModelRecordWarning(UserWarning):
+    """Weights without a ``model_record`` are used at the scale and downsampling asked, unchecked."""
+
+
+def weights_record(path):
+    """The ``model_record`` of a weights file (kind, scales, downsampling, training), or None if it has none."""
+    state = torch.load(path, map_location='cpu', weights_only=True)
+    return state.get(RECORD_KEY) if isinstance(state, dict) else None
+
+
+def check_record(record, weights, scale, downsample, option='--weights'):
+    """Refuses weights whose record contradicts the scale or downsampling asked.
+
+    Args:
+        record (dict | None): The file's ``model_record``; None warns (:class:`ModelRecordWarning`) and passes.
+        weights (str): The file, for messages.
+        scale (int): Scale asked.
+        downsample (str): Downsampling asked.
+        option (str): How the caller names the weights setting.
+    """
+    if record is None:
+        warnings.warn(f'{option} {weights} carries no model record (e.g. converted official weights): used for '
+                      f'x{scale} {downsample} downsampling as asked, unchecked', ModelRecordWarning, stacklevel=3)
+        return
+    scales = [int(s) for s in record.get('scales', [])]
+    if scale not in scales or record.get('downsample') != downsample:
+        trained = f'{"/".join(f"x{s}" for s in scales)} {record.get("downsample")}'
+        try:
+            fitting = zoo_model_for(scale, downsample).path
+            hint = f'drop {option} to use the shipped x{scale} {downsample} model ({fitting})'
+        except ValueError:
+            hint = f'no shipped model serves x{scale} {downsample}'
+        raise ValueError(f'{option} {weights} is a {record.get("kind", "?")} model ({trained} downsampling) but '
+                         f'x{scale} with {downsample} downsampling was asked; {hint}')

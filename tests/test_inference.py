@@ -162,3 +162,27 @@ def test_run_image_returns_what_the_cli_writes(lr_image, tmp_path):
     assert not np.allclose(result.sr, result.sr0)  # two SGD steps changed the weights
     paths = inference.save_outputs(result, str(tmp_path / 'out'), compare=True)
     assert sorted(p.split('/')[-1] for p in paths.values()) == ['photo.png', 'photo_compare.png']
+
+
+def _test_model(weights, scale):
+    from mzsr_plugin.models.meta_sr_model import MetaSRModel
+    return MetaSRModel({
+        'name': 'zoo', 'model_type': 'MetaSRModel', 'scale': scale, 'num_gpu': 0, 'is_train': False, 'dist': False,
+        'rank': 0, 'world_size': 1, 'network_g': {'type': 'MZSRNet', 'num_feat': 8, 'num_conv': 3, 'scale': scale},
+        'path': {'pretrain_network_g': weights, 'strict_load_g': True}, 'val': {'adapt': {'steps': 1}}})
+
+
+def test_basicsr_test_mode_refuses_weights_for_another_scale(tmp_path):
+    x2 = _weights(tmp_path / 'x2.pth', MODEL_ZOO['x2_direct'].record())
+    model = _test_model(x2, 4)
+    kernel = torch.from_numpy(KERNEL)[None]
+    model.feed_data({'lq': torch.rand(1, 3, 8, 8), 'kernel': kernel, 'scale': torch.tensor([4]),
+                     'downsample': ['direct']})
+    with pytest.raises(ValueError, match=r'path\.pretrain_network_g .*x2\.pth is a x2_direct model \(x2 direct '
+                       r'downsampling\) but x4 with direct downsampling was asked'):
+        model.test()
+    multi = _test_model(_weights(tmp_path / 'multi.pth', MODEL_ZOO['multiscale'].record()), 3)
+    multi.feed_data({'lq': torch.rand(1, 3, 8, 8), 'kernel': kernel, 'scale': torch.tensor([3]),
+                     'downsample': ['direct']})
+    multi.test()  # a multi-scale record serves x3
+    assert multi.output.shape == (1, 3, 24, 24)

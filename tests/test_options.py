@@ -22,6 +22,7 @@ from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTR
 from helpers import write_images
 from mzsr_plugin.data.kernels import parse_kernel_spec
 from mzsr_plugin.data.meta_task_dataset import crop_task_to_scale
+from mzsr_plugin.model_zoo import MODEL_ZOO
 from mzsr_plugin.models.adaptation import at_scale, default_lr_preset, resolve_adapt_lrs
 from mzsr_plugin.option_schema import META_TRAIN, VAL_ADAPT
 
@@ -40,6 +41,7 @@ BASICSR_DATASET_KEYS = {
 # MetaSRModel's own train keys (init_training_settings).
 META_TRAIN_KEYS = {key.name for key in META_TRAIN.keys}
 EXPECTED = {'mzsr_meta_bicubic_x2.yml', 'mzsr_meta_x4.yml', 'mzsr_meta_multiscale.yml', 'mzsr_test_x2.yml',
+            'mzsr_test_x4.yml', 'mzsr_test_bicubic_x2.yml',
             'zssr_test_x2.yml', 'mzsr_meta_x2.yml', 'mzsr_pretrain_x2.yml'}
 
 
@@ -253,11 +255,34 @@ def test_plugin_keys_are_documented_in_the_file(name):
 
 
 def test_mzsr_and_zssr_test_files_cover_table_2_alike():
-    mzsr, zssr = raw_options('mzsr_test_x2.yml'), raw_options('zssr_test_x2.yml')
-    assert mzsr['datasets'] == zssr['datasets']  # the two methods are compared on the same inputs
-    cases = {(d['dataroot_gt'].split('/')[1], d['kernel']) for d in mzsr['datasets'].values()}
+    direct, bicubic = raw_options('mzsr_test_x2.yml'), raw_options('mzsr_test_bicubic_x2.yml')
+    zssr = raw_options('zssr_test_x2.yml')
+
+    def by_name(opt):
+        return {d['name']: d for d in opt['datasets'].values()}
+
+    # The two methods are compared on the same inputs; MZSR's g^b_1.3 column belongs to the bicubic model.
+    assert {**by_name(direct), **by_name(bicubic)} == by_name(zssr)
+    assert {d['kernel'] for d in bicubic['datasets'].values()} == {'g_b_1.3'}
+    cases = {(d['dataroot_gt'].split('/')[1], d['kernel']) for d in zssr['datasets'].values()}
     kernels = {'g_d_0.2', 'g_d_2.0', 'g_b_1.3', 'a_d_2.3562_4.0_1.0'}
     assert cases == {(s, k) for s in ('Set5', 'BSD100', 'Urban100') for k in kernels}
-    assert len(mzsr['datasets']) == 12 and len({d['name'] for d in mzsr['datasets'].values()}) == 12
-    assert mzsr['val']['adapt']['steps'] == 10 and mzsr['val']['save_img'] is True
+    assert len(zssr['datasets']) == 12 and len(by_name(zssr)) == 12
+    for mzsr in (direct, bicubic):
+        assert mzsr['val']['adapt']['steps'] == 10 and mzsr['val']['save_img'] is True
     assert zssr['val']['adapt']['mode'] == 'zssr' and zssr['path']['pretrain_network_g'] is None
+
+
+def test_test_files_name_the_zoo_model_of_their_scale_and_downsampling():
+    checked = []
+    for name in OPTION_FILES:
+        opt = raw_options(name)
+        weights = (opt.get('path') or {}).get('pretrain_network_g')
+        if opt['model_type'] != 'MetaSRModel' or 'train' in opt or not weights:
+            continue
+        downsample = {dataset_downsample(d) for d in opt['datasets'].values()}
+        model = next((m for m in MODEL_ZOO.values() if weights == f'mzsr_plugin/weights/{m.weights}'), None)
+        assert model is not None, f'{name}: {weights} is not a model of the zoo'
+        assert opt['scale'] in model.scales and downsample == {model.downsample}, name
+        checked.append(model.name)
+    assert sorted(checked) == ['x2_bicubic', 'x2_direct', 'x4_direct']

@@ -10,6 +10,7 @@ from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger, tensor2img
 from basicsr.utils.registry import MODEL_REGISTRY
 from mzsr_plugin.data.meta_task_dataset import crop_task_to_scale
+from mzsr_plugin.model_zoo import check_record, weights_record
 from mzsr_plugin.option_schema import META_TRAIN, VAL_ADAPT, check_section
 from mzsr_plugin.zssr import zssr_super_resolve
 from .adaptation import at_scale, check_output_scale, resolve_adapt_lrs, super_resolve, super_resolve_image
@@ -255,6 +256,7 @@ class MetaSRModel(SRModel):
         """
         adapt_opt = self._adapt_opt()
         steps = adapt_opt['steps']
+        record = self._check_weights_record() if not self.opt['is_train'] else None
         net = self.get_bare_model(self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g)
         was_training = net.training
         net.eval()
@@ -272,8 +274,9 @@ class MetaSRModel(SRModel):
                 self.lq, self.kernel[0], self.image_scale, self.downsample, device=self.device,
                 max_iters=int(adapt_opt['zssr_iters']), seed=adapt_opt['seed'])[0]
         else:
-            lrs = resolve_adapt_lrs(adapt_opt['lr'], steps, self.image_scale, self.downsample,
-                                    adapt_opt['multiscale'], self._learned_step_sizes()) if steps else []
+            multiscale = adapt_opt['multiscale'] or len((record or {}).get('scales', [])) > 1
+            lrs = resolve_adapt_lrs(adapt_opt['lr'], steps, self.image_scale, self.downsample, multiscale,
+                                    self._learned_step_sizes()) if steps else []
             log_psnr = bool(steps) and adapt_opt['log_psnr'] and hasattr(self, 'gt')
             if log_psnr:
                 self.adapt_psnr.append(self._psnr_with(net, detached_params(net)))
@@ -289,6 +292,23 @@ class MetaSRModel(SRModel):
                 rng=np.random.default_rng(adapt_opt['seed']), on_step=on_step if log_psnr else None)[0]
         self.adapt_time = time.perf_counter() - start
         net.train(was_training)
+
+    def _check_weights_record(self):
+        """Test mode: refuses weights whose ``model_record`` names another scale or downsampling than the image's
+        (x2 weights never run at x4 in silence); weights without a record warn once per scale and downsampling.
+
+        Returns:
+            dict | None: The record of ``path.pretrain_network_g``.
+        """
+        path = self.opt['path'].get('pretrain_network_g')
+        if not path:
+            return None
+        if not hasattr(self, '_weights_record'):
+            self._weights_record, self._records_checked = weights_record(path), set()
+        if (self.image_scale, self.downsample) not in self._records_checked:
+            check_record(self._weights_record, path, self.image_scale, self.downsample, 'path.pretrain_network_g')
+            self._records_checked.add((self.image_scale, self.downsample))
+        return self._weights_record
 
     def _learned_step_sizes(self):
         """Step sizes being meta-learned, else those of the loaded weights (``path.pretrain_network_g``), or None."""
