@@ -1,6 +1,9 @@
 """The demo and the benchmark scripts run end to end on tiny settings and report what they promise."""
+import cv2
 import json
+import numpy as np
 import re
+import scipy.io
 import subprocess
 import sys
 import torch
@@ -8,6 +11,8 @@ from os import path as osp
 
 from mzsr_plugin import demo
 from mzsr_plugin.archs.mzsr_arch import MZSRNet
+from mzsr_plugin.data.degradations import degrade_np
+from mzsr_plugin.data.kernels import div2krk_kernel
 from mzsr_plugin.evaluation import file_sha256
 from mzsr_plugin.model_zoo import MODEL_ZOO
 
@@ -150,3 +155,35 @@ def test_bench_table2_bad_zssr_cache(tmp_path, shared):
     assert result.returncode != 0
     assert f'--zssr-cache {cache}: expected a JSON object keyed by case, got list' in result.stderr
     assert cache.read_text() == '[1, 2]'
+
+
+def test_bench_kernel_div2krk_style_sets_noise_jpeg_and_a_real_div2krk_folder(tmp_path, shared):
+    benchmark = shared('benchmark')
+    # A DIV2KRK-layout folder made here: one HR image, its x2 LR and KernelGAN-named kernel file.
+    folder = tmp_path / 'DIV2KRK'
+    for sub in ('lr_x2', 'gt', 'gt_k_x2'):
+        (folder / sub).mkdir(parents=True)
+    hr = cv2.imread(osp.join(benchmark, 'Set5', 'baby.png'))[:128, :128]
+    kernel = div2krk_kernel(2, np.random.default_rng(0))
+    lr = degrade_np(hr[..., ::-1] / 255.0, kernel, 2)
+    cv2.imwrite(str(folder / 'gt' / 'img_1_gt.png'), hr)
+    cv2.imwrite(str(folder / 'lr_x2' / 'im_1.png'), np.round(lr[..., ::-1] * 255).astype(np.uint8))
+    scipy.io.savemat(folder / 'gt_k_x2' / 'kernel_1.mat', {'Kernel': kernel})
+    result = run_script('bench_kernel.py', '--weights', _tiny_weights(tmp_path / 'w.pth'), '--benchmark', benchmark,
+                        '--sets', 'div2krk_x2,div2krk_x4', '--images', 1, '--noise', '0,5', '--jpeg', '0,85',
+                        '--div2krk', folder, '--no-kernelgan', '--steps', 1, '--device', 'cpu', '--json',
+                        tmp_path / 'k.json')
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((tmp_path / 'k.json').read_text())['summary']
+    groups = {f'{base}{suffix}' for base in ('DIV2KRK-style x2', 'DIV2KRK-style x4', 'DIV2KRK x2')
+              for suffix in ('', ' q85', ' n5', ' n5 q85')}
+    assert set(summary) == groups | {'all'}
+    for group in groups:
+        s = summary[group]
+        assert 15 < s['bicubic'] < 40 and 0 <= s['under_mzsr0'] <= 1 and s['worst_gap'] >= s['mzsr']['true'] - \
+            s['mzsr']['spectral'] - 1e-9
+    # Noise costs bicubic PSNR; the table prints the issue's per-set checks.
+    assert summary['DIV2KRK-style x2 n5']['bicubic'] < summary['DIV2KRK-style x2']['bicubic']
+    assert 'spectral - true (mean)' in result.stdout and 'images under MZSR(0)' in result.stdout
+    result = run_script('bench_kernel.py', '--div2krk', tmp_path / 'nowhere', '--sets', 'Set5_g_d_2.0')
+    assert result.returncode != 0 and 'no lr_x2/im_<i>.png (the DIV2KRK layout' in result.stderr

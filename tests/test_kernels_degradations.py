@@ -12,10 +12,11 @@ from os import path as osp
 
 from basicsr.utils.matlab_functions import imresize
 from conftest import shared_path
-from mzsr_plugin.data.degradations import add_noise, blur_pt, degrade_np, degrade_pt
-from mzsr_plugin.data.kernels import (anisotropic_gaussian_kernel, isotropic_gaussian_kernel, load_kernel,
-                                      parse_kernel_spec, random_gaussian_kernel, random_gaussian_params, save_kernel,
-                                      validate_kernel)
+from helpers import smooth_image
+from mzsr_plugin.data.degradations import add_noise, blur_pt, degrade_np, degrade_pt, jpeg_compress
+from mzsr_plugin.data.kernels import (anisotropic_gaussian_kernel, div2krk_kernel, isotropic_gaussian_kernel,
+                                      load_kernel, parse_kernel_spec, random_gaussian_kernel, random_gaussian_params,
+                                      save_kernel, validate_kernel)
 
 
 def kernel_covariance(kernel):
@@ -265,3 +266,25 @@ def test_reproduces_official_g20_inputs_bit_exactly():
         assert np.abs(diff).max() <= 1
         float32_mismatches += int(np.count_nonzero(diff))
     assert float32_mismatches <= 10
+
+
+def test_div2krk_style_kernels_leave_the_gaussian_family():
+    kernels = [div2krk_kernel(2, np.random.default_rng(i)) for i in range(20)]
+    assert {k.shape for k in kernels} == {(15, 15)} and div2krk_kernel(4, np.random.default_rng(0)).shape == (21, 21)
+    assert all(abs(float(k.sum()) - 1) < 1e-5 and float(k.min()) >= 0 for k in kernels)
+    # Without the per-pixel noise the same draw is the plain Gaussian; with it, pixels differ by up to 25%.
+    plain, noisy = (div2krk_kernel(2, np.random.default_rng(3), noise=n) for n in (0.0, 0.25))
+    ratio = (noisy / noisy.sum()) / (plain / plain.sum())
+    assert 0.05 < float(np.abs(ratio / ratio.mean() - 1).max()) < 0.6
+    # Variances of x4 kernels are wider (second moments of the kernel).
+    coords = np.arange(15) - 7
+    spread = [float((k * coords[None] ** 2).sum() + (k * coords[:, None] ** 2).sum()) for k in kernels]
+    assert 0.35 * 2 - 0.05 < min(spread) and max(spread) < 5 * 2 + 0.05
+
+
+def test_jpeg_compress_loses_more_at_lower_quality():
+    img = smooth_image(np.random.default_rng(0), 64, 64)[..., ::-1] / 255.0
+    errors = [float(np.abs(jpeg_compress(img, q) - img).mean()) for q in (95, 85, 30)]
+    assert errors[0] < errors[1] < errors[2] and jpeg_compress(img, 85).dtype == np.float32
+    with pytest.raises(ValueError, match='JPEG quality must be in 1..100, got 0'):
+        jpeg_compress(img, 0)

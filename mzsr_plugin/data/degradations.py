@@ -12,6 +12,7 @@ The border is handled as ``scipy.ndimage.correlate(mode='reflect')`` (the offici
 
 Results are floats and are not rounded: the official test inputs are ``round(clip(LR * 255))`` of these.
 """
+import cv2
 import numpy as np
 import scipy.ndimage
 import torch
@@ -154,3 +155,22 @@ def add_noise(img, noise_level, rng=None, clip=True):
     normal = np.random.normal if rng is None else rng.normal
     out = img + normal(0.0, noise_level, size=np.shape(img)) if noise_level > 0 else np.array(img)
     return (np.clip(out, 0, 1) if clip else out).astype(np.float32)
+
+
+def jpeg_compress(img, quality):
+    """JPEG-compresses an RGB image in [0, 1] as a camera or a website would (8-bit, 4:2:0, OpenCV's encoder).
+
+    Args:
+        img (ndarray): Shape (H, W, 3), RGB, float in [0, 1].
+        quality (int): JPEG quality, 1..100.
+
+    Returns:
+        ndarray: float32 RGB in [0, 1], the decoded JPEG.
+    """
+    if not 1 <= int(quality) <= 100:
+        raise ValueError(f'JPEG quality must be in 1..100, got {quality}')
+    bgr = np.round(np.clip(img[..., ::-1], 0, 1) * 255).astype(np.uint8)
+    ok, encoded = cv2.imencode('.jpg', bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ValueError('OpenCV could not encode the image as JPEG')
+    return (cv2.imdecode(encoded, cv2.IMREAD_COLOR)[..., ::-1] / 255.0).astype(np.float32)
