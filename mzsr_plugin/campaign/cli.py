@@ -143,6 +143,10 @@ def run_script(name, *argv):
         raise SystemExit(f'{name} failed (see its output above); the model card and README were left as they were')
 
 
+# The models whose demo printout README shows (``python -m mzsr_plugin.demo --scale s``), by kind.
+DEMO_SCALES = {'x2_direct': 2, 'x4_direct': 4}
+
+
 def measure_tables(kind_name, device, zssr=True):
     """The zoo tables of a model other than x2 direct (``mzsr_plugin/campaign/zoo_tables.py``)."""
     folder, weights = campaign_dir(kind_name), default_ship_path(kind_name)
@@ -153,31 +157,42 @@ def measure_tables(kind_name, device, zssr=True):
                    osp.join(folder, f'{table.name}.md'), '--device', device)
 
 
-def measure(kind_name, device, zssr=True):
-    """Reruns the benchmarks behind the generated numbers for the shipped weights of ``kind_name``."""
-    if not osp.isfile(default_ship_path(kind_name)):
-        raise SystemExit(f'--measure: {default_ship_path(kind_name)} is not shipped yet; run the {kind_name} campaign '
-                         'first')
-    if kind_name != 'x2_direct':
-        return measure_tables(kind_name, device, zssr)
-    folder, weights = campaign_dir(kind_name), default_ship_path(kind_name)
-    run_script('bench_table2.py', '--weights', weights, '--sets', 'Set5', '--zssr-sets', 'Set5', '--zssr-cache',
-               osp.join(folder, 'zssr_cache.json'), '--out', osp.join(folder, 'table2_set5.md'), '--device', device)
-    with open(osp.join(folder, 'table2_set5.json')) as f:
-        zssr = json.load(f)['cells']['ZSSR | Set5 (5) g_d_2.0'][0]
-    run_script('plot_adaptation.py', '--weights', weights, '--zssr-psnr', zssr, '--out',
-               osp.join(folder, 'figure3.png'), '--device', device)
-    demo = [sys.executable, '-m', 'mzsr_plugin.demo', '--weights', weights, '--device', device]
-    print('$ python -m mzsr_plugin.demo', flush=True)
+def run_demo(kind_name, device):
+    """Runs the demo on the kind's shipped weights and keeps its printout (``demo.json``) for README."""
+    scale = DEMO_SCALES[kind_name]
+    command = 'python -m mzsr_plugin.demo' + (f' --scale {scale}' if scale != 2 else '')
+    demo = [sys.executable, '-m', 'mzsr_plugin.demo', '--scale', str(scale), '--weights', default_ship_path(kind_name),
+            '--device', device]
+    print(f'$ {command}', flush=True)
     run = subprocess.run(demo, cwd=ROOT, capture_output=True, text=True)
     print(run.stdout, end='', flush=True)
     if run.returncode:
         raise SystemExit(f'the demo failed:\n{run.stderr[-3000:]}')
     with open(osp.join(ROOT, 'mzsr_demo', 'results.json')) as f:
         sha = json.load(f)['weights_sha256']
-    with open(osp.join(folder, 'demo.json'), 'w') as f:
-        json.dump({'command': 'python -m mzsr_plugin.demo', 'stdout': run.stdout, 'weights_sha256': sha,
-                   'machine': machine_label(device)}, f, indent=1)
+    with open(osp.join(campaign_dir(kind_name), 'demo.json'), 'w') as f:
+        json.dump({'command': command, 'stdout': run.stdout, 'weights_sha256': sha, 'machine': machine_label(device)},
+                  f, indent=1)
+
+
+def measure(kind_name, device, zssr=True):
+    """Reruns the benchmarks behind the generated numbers for the shipped weights of ``kind_name``."""
+    if not osp.isfile(default_ship_path(kind_name)):
+        raise SystemExit(f'--measure: {default_ship_path(kind_name)} is not shipped yet; run the {kind_name} campaign '
+                         'first')
+    if kind_name != 'x2_direct':
+        measure_tables(kind_name, device, zssr)
+    else:
+        folder, weights = campaign_dir(kind_name), default_ship_path(kind_name)
+        run_script('bench_table2.py', '--weights', weights, '--sets', 'Set5', '--zssr-sets', 'Set5', '--zssr-cache',
+                   osp.join(folder, 'zssr_cache.json'), '--out', osp.join(folder, 'table2_set5.md'), '--device',
+                   device)
+        with open(osp.join(folder, 'table2_set5.json')) as f:
+            zssr_psnr = json.load(f)['cells']['ZSSR | Set5 (5) g_d_2.0'][0]
+        run_script('plot_adaptation.py', '--weights', weights, '--zssr-psnr', zssr_psnr, '--out',
+                   osp.join(folder, 'figure3.png'), '--device', device)
+    if kind_name in DEMO_SCALES:
+        run_demo(kind_name, device)
 
 
 def report(kind):
