@@ -22,7 +22,8 @@ from mzsr_plugin.data.kernels import load_kernel, parse_kernel_spec, save_kernel
 from mzsr_plugin.evaluation import load_mzsr_weights
 from mzsr_plugin.kernel_estimation import estimate_kernel
 from mzsr_plugin.metrics.official_metric import calculate_mzsr_psnr, calculate_mzsr_ssim
-from mzsr_plugin.model_zoo import MODEL_ZOO, ModelRecordWarning, check_record, weights_record, zoo_model_for
+from mzsr_plugin.model_zoo import (MODEL_ZOO, ModelRecordWarning, check_record, record_is_multiscale, weights_record,
+                                   zoo_model_for)
 from mzsr_plugin.models.adaptation import DEFAULT_CROP_BUDGET, DEFAULT_TILE, resolve_adapt_lrs, super_resolve_image
 from mzsr_plugin.utils.figures import kernel_image, save_comparison
 from mzsr_plugin.utils.image_io import IMAGE_EXTENSIONS, read_image, to_uint8, write_image
@@ -199,8 +200,7 @@ def load_network(weights, scale, downsample='direct', device='cpu', option='--we
 
 def is_multiscale(net):
     """Whether the net's record says it serves several scales (its default adaptation preset is ``multiscale``)."""
-    record = getattr(net, 'record', None)
-    return bool(record) and len(record.get('scales', [])) > 1
+    return record_is_multiscale(getattr(net, 'record', None))
 
 
 # ------------------------------------------------------------------------------------------------------- one image

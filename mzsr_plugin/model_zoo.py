@@ -96,6 +96,11 @@ def zoo_model_for(scale, downsample):
                      'weights')
 
 
+def record_is_multiscale(record):
+    """Whether a ``model_record`` (or None) names several scales: its adaptation preset is ``multiscale``."""
+    return bool(record) and len(record.get('scales', [])) > 1
+
+
 class ModelRecordWarning(UserWarning):
     """Weights without a ``model_record`` are used at the scale and downsampling asked, unchecked."""
 

@@ -10,7 +10,7 @@ from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger, tensor2img
 from basicsr.utils.registry import MODEL_REGISTRY
 from mzsr_plugin.data.meta_task_dataset import crop_task_to_scale
-from mzsr_plugin.model_zoo import check_record, weights_record
+from mzsr_plugin.model_zoo import check_record, record_is_multiscale, weights_record
 from mzsr_plugin.option_schema import META_TRAIN, VAL_ADAPT, check_section
 from mzsr_plugin.zssr import zssr_super_resolve
 from .adaptation import at_scale, check_output_scale, resolve_adapt_lrs, super_resolve, super_resolve_image
@@ -274,7 +274,7 @@ class MetaSRModel(SRModel):
                 self.lq, self.kernel[0], self.image_scale, self.downsample, device=self.device,
                 max_iters=int(adapt_opt['zssr_iters']), seed=adapt_opt['seed'])[0]
         else:
-            multiscale = adapt_opt['multiscale'] or len((record or {}).get('scales', [])) > 1
+            multiscale = adapt_opt['multiscale'] or record_is_multiscale(record)
             lrs = resolve_adapt_lrs(adapt_opt['lr'], steps, self.image_scale, self.downsample, multiscale,
                                     self._learned_step_sizes()) if steps else []
             log_psnr = bool(steps) and adapt_opt['log_psnr'] and hasattr(self, 'gt')
