@@ -22,9 +22,9 @@ import warnings
 from os import path as osp
 from tqdm import tqdm
 
-from mzsr_plugin.inference import (KERNEL_HELP, ModelRecordWarning, RunSettings, find_gt, find_kernel_file, list_inputs,
-                                   load_network, resolve_kernel, run_image, save_outputs)
-from mzsr_plugin.kernel_estimation import ESTIMATORS
+from mzsr_plugin.inference import (AUTO, KERNEL_HELP, ModelRecordWarning, RunSettings, find_gt, find_kernel_file,
+                                   list_inputs, load_network, resolve_kernel, run_image, save_outputs)
+from mzsr_plugin.kernel_estimation import DEFAULT_ESTIMATOR, ESTIMATORS
 from mzsr_plugin.model_zoo import MODEL_ZOO
 from mzsr_plugin.models.adaptation import ADAPT_LR_PRESETS, DEFAULT_CROP_BUDGET, DEFAULT_TILE
 from mzsr_plugin.option_schema import LR_SPEC, VAL_ADAPT
@@ -116,10 +116,32 @@ def build_parser():
         help='adapt on random crops of at most this many LR pixels in all when the image is larger (0: never; '
         'default: %(default)s)')
     parser.add_argument('--seed', type=int, help='seed of the adaptation crops, of ZSSR and of kernel estimation')
-    parser.add_argument('--estimator', choices=ESTIMATORS, default='spectral',
-                        help='--kernel estimate: spectral (Gaussian fit to the spectrum, default) or kernelgan')
+    parser.add_argument('--estimator', choices=tuple(ESTIMATORS), default=DEFAULT_ESTIMATOR,
+                        help='--kernel estimate: spectral (Gaussian fit to the spectrum), learned (a regressor on the '
+                        'same spectrum, trained beyond the Gaussian family; x2/x4) or kernelgan (the KernelGAN-style '
+                        'baseline); default: %(default)s')
     parser.add_argument('--estimator-iters', type=int, default=1000, help='KernelGAN iterations (default: %(default)s)')
+    parser.add_argument(
+        '--noise',
+        default=AUTO,
+        metavar='auto|STD',
+        help='noise std of the inputs in grey levels (0-255), reproduced in the son so that adaptation removes it '
+        'instead of sharpening it, and taken out of the kernel estimate; auto (default) reads it from each image\'s '
+        'colour differences (blind to noise under JPEG compression: give it then); 0: the official clean son')
     return parser
+
+
+def parse_noise(text):
+    """``--noise`` as :class:`~mzsr_plugin.inference.RunSettings` takes it: ``auto`` or a std in grey levels."""
+    if text == AUTO:
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 255:
+        raise ValueError(f'--noise {text!r}: expected auto or a noise std in grey levels, 0..255 (e.g. 5)')
+    return value
 
 
 def parse_lrs(text):
@@ -177,7 +199,7 @@ def _settings(args):
                        zssr_iters=args.zssr_iters, self_ensemble=args.self_ensemble,
                        back_projection=args.back_projection, tile=args.tile, crop_budget=args.crop_budget,
                        seed=args.seed, estimator=args.estimator, estimator_iters=args.estimator_iters,
-                       compare=args.compare, device=args.device)
+                       noise=parse_noise(args.noise), compare=args.compare, device=args.device)
 
 
 def metrics_row(result):
@@ -191,6 +213,8 @@ def metrics_row(result):
         'kernel': result.kernel_source,
         'downsample': result.downsample,
         'lr_size': f'{result.lr.shape[0]}x{result.lr.shape[1]}',
+        'noise': round(result.noise['std'] * 255, 2),
+        'jpeg_quality': result.noise['jpeg_quality'] or '',
         'seconds': round(result.seconds, 4),
         **{key: m.get(key, '') for key in ('psnr', 'ssim', 'psnr_bicubic', 'ssim_bicubic')}
     }
@@ -198,8 +222,8 @@ def metrics_row(result):
 
 def _write_metrics(out_dir, rows, config):
     fields = [
-        'image', 'output', 'method', 'steps', 'kernel', 'downsample', 'lr_size', 'seconds', 'psnr', 'ssim',
-        'psnr_bicubic', 'ssim_bicubic'
+        'image', 'output', 'method', 'steps', 'kernel', 'downsample', 'lr_size', 'noise', 'jpeg_quality', 'seconds',
+        'psnr', 'ssim', 'psnr_bicubic', 'ssim_bicubic'
     ]
     with open(osp.join(out_dir, 'metrics.csv'), 'w', newline='') as f:
         writer = csv.DictWriter(f, fieldnames=fields)
@@ -215,11 +239,11 @@ def _write_metrics(out_dir, rows, config):
     return summary
 
 
-def _report_estimate(result, paths, estimator):
+def _report_estimate(result, paths):
     info = result.estimated
     if info['warning']:
         tqdm.write(f'mzsr-sr: warning: {result.path}: {info["warning"]}')
-    tqdm.write(f'{osp.basename(result.path)}: kernel estimated ({estimator}) in {info["seconds"]:.2f} s -> '
+    tqdm.write(f'{osp.basename(result.path)}: kernel estimated ({info["method"]}) in {info["seconds"]:.2f} s -> '
                f'{paths["kernel_mat"]}')
 
 
@@ -257,7 +281,12 @@ def main(argv=None):
             where = '' if path in str(error) else f'{path}: '  # once is enough
             raise SystemExit(f'mzsr-sr: error: {where}{error}') from None
         if result.estimated is not None:
-            _report_estimate(result, paths, args.estimator)
+            _report_estimate(result, paths)
+        if result.noise['warning']:
+            tqdm.write(f'mzsr-sr: warning: {result.path}: {result.noise["warning"]}')
+        if result.noise['std'] > 0:
+            tqdm.write(f'{osp.basename(result.path)}: noise std {result.noise["std"] * 255:.1f}/255 '
+                       f'({result.noise["source"]}) reproduced in the son')
         row = metrics_row(result)
         rows.append(row)
         psnr = f', {row["psnr"]:.2f} dB' if row['psnr'] != '' else ''

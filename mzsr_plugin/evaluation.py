@@ -30,6 +30,7 @@ class DegradedImage:
         kernel (Tensor): Shape (k, k).
         scale (int): Scale.
         downsample (str): ``'direct'`` or ``'bicubic'``.
+        noise_std (float): Per-channel noise std of the LR, reproduced in the son (0: the official clean son).
     """
     name: str
     lr: torch.Tensor
@@ -37,6 +38,7 @@ class DegradedImage:
     kernel: torch.Tensor
     scale: int
     downsample: str = 'direct'
+    noise_std: float = 0.0
 
 
 @dataclass
@@ -187,7 +189,8 @@ def evaluate_adaptation(net, images, steps_list=(0, 1, 10), lrs=None, device='cp
                 record(0, params)
             if max_steps:
                 clock['last'] = time.perf_counter()
-                adapt_to_image(net, params, lr, kernel, image.scale, image.downsample, lrs_used, on_step=on_step)
+                adapt_to_image(net, params, lr, kernel, image.scale, image.downsample, lrs_used, on_step=on_step,
+                               noise_std=image.noise_std)
         results.append(result)
     return results
 

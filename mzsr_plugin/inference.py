@@ -20,11 +20,12 @@ from os import path as osp
 
 from mzsr_plugin.data.kernels import load_kernel, parse_kernel_spec, save_kernel
 from mzsr_plugin.evaluation import load_mzsr_weights
-from mzsr_plugin.kernel_estimation import estimate_kernel
+from mzsr_plugin.kernel_estimation import DEFAULT_ESTIMATOR, estimate_kernel
 from mzsr_plugin.metrics.official_metric import calculate_mzsr_psnr, calculate_mzsr_ssim
 from mzsr_plugin.model_zoo import (MODEL_ZOO, ModelRecordWarning, check_record, record_is_multiscale, weights_record,
                                    zoo_model_for)
 from mzsr_plugin.models.adaptation import DEFAULT_CROP_BUDGET, DEFAULT_TILE, resolve_adapt_lrs, super_resolve_image
+from mzsr_plugin.noise_estimation import auto_noise_std, beyond_limits, jpeg_quality
 from mzsr_plugin.utils.figures import kernel_image, save_comparison
 from mzsr_plugin.utils.image_io import IMAGE_EXTENSIONS, read_image, to_uint8, write_image
 from mzsr_plugin.utils.matlab_resize import imresize_pt
@@ -37,6 +38,8 @@ GT_PATTERNS = ('{stem}.png', '{stem}_GT.png', '{name}')
 KERNEL_HELP = ('pass --kernel FILE (.mat with key "kernel" or "Kernel", .npy, or .png) or a spec such as g_d_2.0, '
                'or --kernel-dir DIR holding <stem>.mat, <stem>_0.mat, <stem>.npy or <stem>.png per image')
 ESTIMATE = 'estimate'
+# The noise setting that reads the level from each image.
+AUTO = 'auto'
 
 
 # ------------------------------------------------------------------------------------------------------------ inputs
@@ -85,7 +88,7 @@ class KernelChoice:
         return self.kernel is None
 
 
-def resolve_kernel(spec, downsample=None, option='--kernel', estimator='spectral'):
+def resolve_kernel(spec, downsample=None, option='--kernel', estimator=DEFAULT_ESTIMATOR):
     """A kernel given by name: a file, a spec such as ``g_d_2.0``, or ``estimate``.
 
     Args:
@@ -222,6 +225,9 @@ class RunSettings:
         seed (int | None): Seed of the adaptation crops, of ZSSR and of kernel estimation.
         estimator (str): Kernel estimator of ``estimate``.
         estimator_iters (int): KernelGAN iterations.
+        noise (str | float): The LR's noise std in grey levels (0..255 scale), reproduced in the son and taken out of
+            the kernel estimate: ``'auto'`` reads it from the image (:mod:`~mzsr_plugin.noise_estimation`), 0 is
+            the official clean son.
         compare (bool): Also compute the SR before adaptation (for the comparison figure).
         device (str): Device.
     """
@@ -235,8 +241,9 @@ class RunSettings:
     tile: int = DEFAULT_TILE
     crop_budget: int = DEFAULT_CROP_BUDGET
     seed: int = None
-    estimator: str = 'spectral'
+    estimator: str = DEFAULT_ESTIMATOR
     estimator_iters: int = 1000
+    noise: object = AUTO
     compare: bool = False
     device: str = 'cpu'
 
@@ -254,6 +261,9 @@ class ImageResult:
         method (str): ``MZSR`` or ``ZSSR``. steps (int): Adaptation steps, or ZSSR iterations run.
         seconds (float): Adaptation + SR (or ZSSR training + SR).
         estimated (dict | None): Kernel estimation info (``seconds``, ``warning``) when the kernel was estimated.
+        noise (dict): ``std`` (per channel, [0, 1] scale, reproduced in the son), ``source`` (``auto`` or ``given``),
+            ``jpeg_quality`` (of a JPEG file, else None), ``warning`` (None, or why the photo is beyond what
+            adaptation undoes).
         gt_path (str | None), gt (np.ndarray | None): Ground truth (uint8 RGB, mod-cropped).
         metrics (dict): ``psnr``, ``ssim``, ``psnr_bicubic``, ``ssim_bicubic``, ``psnr0`` (with GT).
     """
@@ -272,6 +282,7 @@ class ImageResult:
     seconds: float
     sr0: np.ndarray = None
     estimated: dict = None
+    noise: dict = field(default_factory=dict)
     gt_path: str = None
     gt: np.ndarray = None
     metrics: dict = field(default_factory=dict)
@@ -318,6 +329,23 @@ def adaptation_lrs(lr, net, steps, scale, downsample, option='--lr'):
     return resolve_adapt_lrs(lr, steps, scale, downsample, is_multiscale(net), learned=learned)
 
 
+def photo_noise(img, path, setting):
+    """The noise an image's son must carry, and what the file says of its compression.
+
+    Args:
+        img (ndarray): The LR, (h, w, 3) RGB float in [0, 1].
+        path (str): Its file (JPEG quality from the quantisation tables).
+        setting (str | float): ``'auto'``, or a std in grey levels.
+
+    Returns:
+        dict: ``std`` ([0, 1] scale), ``source``, ``jpeg_quality``, ``warning`` (see :class:`ImageResult`).
+    """
+    quality = jpeg_quality(path)
+    std = auto_noise_std(img) if setting == AUTO else float(setting) / 255
+    return {'std': std, 'source': 'auto' if setting == AUTO else 'given', 'jpeg_quality': quality,
+            'warning': beyond_limits(std, quality)}
+
+
 def _to_numpy(sr):
     return sr[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy()
 
@@ -340,10 +368,12 @@ def run_image(path, choice, settings, net=None, gt_path=None, rng=None, progress
     img, gray = read_image(path)
     stem = osp.splitext(osp.basename(path))[0]
     scale, device = settings.scale, torch.device(settings.device)
+    noise = photo_noise(img, path, settings.noise)
     kernel_np, estimated = choice.kernel, None
     if choice.estimate:
         kernel_np, estimated = estimate_kernel(img, scale, settings.estimator, seed=settings.seed or 0,
-                                               iterations=settings.estimator_iters, device=device, progress=progress)
+                                               iterations=settings.estimator_iters, device=device, progress=progress,
+                                               noise_std=noise['std'])
     lr = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).unsqueeze(0).to(device)
     kernel = torch.from_numpy(kernel_np).to(device)
     downsample = choice.downsample
@@ -353,6 +383,8 @@ def run_image(path, choice, settings, net=None, gt_path=None, rng=None, progress
         overrides = {'output_flip': True} if settings.self_ensemble else {}
         if settings.back_projection is not None:
             overrides['back_projection_iters'] = settings.back_projection
+        if noise['std'] > 0:
+            overrides['noise_std'] = noise['std']
         sr, info = zssr_super_resolve(lr, kernel, scale, downsample, device, max_iters=settings.zssr_iters,
                                       seed=settings.seed, progress=progress,
                                       tile=tile if tile and max(lr.shape[-2:]) > tile else None, **overrides)
@@ -361,13 +393,14 @@ def run_image(path, choice, settings, net=None, gt_path=None, rng=None, progress
         common = dict(downsample=downsample, self_ensemble=settings.self_ensemble,
                       back_projection=settings.back_projection or 0, tile=tile, crop_budget=settings.crop_budget)
         lrs = adaptation_lrs(settings.lr, net, settings.steps, scale, downsample)
-        sr, info = super_resolve_image(net, lr, kernel, scale, settings.steps, lrs, rng=rng, **common)
+        sr, info = super_resolve_image(net, lr, kernel, scale, settings.steps, lrs, rng=rng,
+                                       noise_std=noise['std'], noise_seed=settings.seed or 0, **common)
         method, steps = 'MZSR', settings.steps
         if settings.compare and steps:
             sr0 = _to_numpy(super_resolve_image(net, lr, kernel, scale, 0, [], **common)[0])
     result = ImageResult(path, stem, img, gray, _to_numpy(sr), _to_numpy(imresize_pt(lr, scale)), kernel_np,
                          choice.source, downsample, scale, method, steps, info['seconds'], sr0=sr0,
-                         estimated=estimated, gt_path=gt_path)
+                         estimated=estimated, noise=noise, gt_path=gt_path)
     if gt_path:
         m = result.metrics
         m['psnr'], m['ssim'], result.gt = image_metrics(to_uint8(result.sr, gray), gt_path, scale, gray)
@@ -414,8 +447,8 @@ def save_outputs(result, out_dir, compare=False):
 
 
 __all__ = [
-    'ESTIMATE', 'GT_PATTERNS', 'KERNEL_HELP', 'KERNEL_PATTERNS', 'MODEL_ZOO', 'ImageResult', 'KernelChoice',
+    'AUTO', 'ESTIMATE', 'GT_PATTERNS', 'KERNEL_HELP', 'KERNEL_PATTERNS', 'MODEL_ZOO', 'ImageResult', 'KernelChoice',
     'ModelRecordWarning', 'RunSettings', 'adaptation_lrs', 'check_record', 'choose_weights', 'find_gt',
-    'find_kernel_file', 'image_metrics', 'is_multiscale', 'list_inputs', 'load_network', 'resolve_kernel',
-    'run_image', 'save_outputs', 'weights_record'
+    'find_kernel_file', 'image_metrics', 'is_multiscale', 'list_inputs', 'load_network', 'photo_noise',
+    'resolve_kernel', 'run_image', 'save_outputs', 'weights_record'
 ]

@@ -18,6 +18,7 @@ import numbers
 from dataclasses import dataclass
 
 from mzsr_plugin.data.kernels import DOWNSAMPLE_MODES
+from mzsr_plugin.kernel_estimation import DEFAULT_ESTIMATOR, ESTIMATORS
 
 
 class Check:
@@ -269,8 +270,9 @@ KERNEL_TEST_DATASET = Section('MZSRKernelTestDataset', (
     Key('kernel', Text(allow_none=True, what='a kernel spec (g_d_2.0, a_d_..., ...), random or estimate'), None,
         'one kernel for all images; random: a seeded training-distribution kernel per image; estimate: blind, '
         'each given LR image\'s kernel estimated from the image (with dataroot_lq)'),
-    Key('kernel_estimator', Choice('spectral', 'kernelgan'), 'spectral', 'kernel: estimate: the estimator '
-        '(spectral: Gaussian fit to the power spectrum; kernelgan: the KernelGAN-style baseline)'),
+    Key('kernel_estimator', Choice(*ESTIMATORS), DEFAULT_ESTIMATOR, 'kernel: estimate: the estimator (spectral: '
+        'Gaussian fit to the power spectrum; learned: a regressor on it, x2/x4; kernelgan: the KernelGAN-style '
+        'baseline)'),
     Key('kernel_file', Text(allow_none=True, what='a kernel file path'), None, 'one kernel file (.mat/.npy/.png) '
         'for all images'),
     Key('kernel_dir', Text(allow_none=True, what='a folder path'), None, 'one kernel file per image '

@@ -5,6 +5,8 @@ import os
 import pytest
 import scipy.io
 import skimage.data
+import subprocess
+import sys
 import torch
 from os import path as osp
 
@@ -14,9 +16,13 @@ from mzsr_plugin.archs.mzsr_arch import MZSRNet
 from mzsr_plugin.data.kernel_test_dataset import MZSRKernelTestDataset
 from mzsr_plugin.data.kernels import anisotropic_gaussian_kernel
 from mzsr_plugin.evaluation import degraded_case
-from mzsr_plugin.kernel_estimation import ESTIMATORS, estimate_kernel
+from mzsr_plugin.kernel_estimation import DEFAULT_ESTIMATOR, ESTIMATORS, estimate_kernel
+from mzsr_plugin.kernel_estimation.learned import estimate_learned_kernel, learned_scales
 from mzsr_plugin.kernel_estimation.spectral import project_covariance
 from mzsr_plugin.option_schema import KERNEL_TEST_DATASET
+from helpers import write_images
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 
@@ -33,7 +39,7 @@ def kernel_psnr(estimate, truth):
 @pytest.mark.parametrize('theta,l1,l2', [(0.0, 2.0, 2.0), (0.6, 4.0, 1.2), (2.0, 3.0, 0.8)])
 def test_spectral_estimate_recovers_gaussian_kernels(theta, l1, l2):
     truth = anisotropic_gaussian_kernel(15, theta, l1, l2)
-    kernel, info = estimate_kernel(lr_of(truth), 2)
+    kernel, info = estimate_kernel(lr_of(truth), 2, 'spectral')
     assert kernel.shape == (15, 15) and abs(kernel.sum() - 1) < 1e-5 and kernel.min() >= 0
     assert info['method'] == 'spectral' and info['seconds'] < 1.0
     # Much closer to the truth than a kernel of the wrong size or shape would be.
@@ -58,7 +64,7 @@ def test_kernelgan_baseline_is_seeded_and_returns_a_kernel():
     again, _ = estimate_kernel(lr, 2, 'kernelgan', iterations=20, seed=3)
     assert first.shape == (15, 15) and abs(first.sum() - 1) < 1e-5 and first.min() >= 0
     np.testing.assert_array_equal(first, again)
-    assert info['method'] == 'kernelgan' and ESTIMATORS == ('spectral', 'kernelgan')
+    assert info['method'] == 'kernelgan' and tuple(ESTIMATORS) == ('learned', 'spectral', 'kernelgan')
 
 
 @pytest.mark.parametrize('image,message', [
@@ -98,7 +104,7 @@ def test_cli_kernel_estimate_writes_the_kernel_and_shows_it(photo, capsys):
     assert kernel.shape == (15, 15) and abs(kernel.sum() - 1) < 1e-5
     assert cv2.imread(str(out / 'cat_kernel.png')).shape == (120, 120, 3)
     assert cv2.imread(str(out / 'cat.png')).shape == (192, 256, 3)
-    assert 'kernel estimated (spectral) in' in capsys.readouterr().out
+    assert 'kernel estimated (learned) in' in capsys.readouterr().out
     assert osp.getsize(out / 'cat_compare.png') > 10000
     with pytest.raises(SystemExit, match=r'flat\.png: the image is flat \(constant\)'):
         cli.main([str(photo / 'flat.png'), '-o', str(photo / 'out2'), '--kernel', 'estimate', '--weights',
@@ -120,7 +126,7 @@ def test_dataset_kernel_estimate_runs_blind_from_given_lr(photo):
     with pytest.raises(ValueError, match='kernel: estimate needs dataroot_lq'):
         MZSRKernelTestDataset({'name': 'blind', 'dataroot_gt': str(lq_dir), 'io_backend': {'type': 'disk'},
                                'scale': 2, 'kernel': 'estimate'})
-    assert KERNEL_TEST_DATASET.key('kernel_estimator').check.values == ESTIMATORS
+    assert KERNEL_TEST_DATASET.key('kernel_estimator').check.values == tuple(ESTIMATORS)
 
 
 def test_random_kernel_pair_dataset_gives_lq_gt_and_kernel(tmp_path):
@@ -144,7 +150,7 @@ def test_app_photo_tab_accepts_estimate(photo):
     from mzsr_plugin import app
     result = app.super_resolve_photo(str(photo / 'cat.png'), 'estimate', None, 2, 1, str(photo / 'w.pth'), False,
                                      str(photo))
-    assert 'kernel estimate (spectral)' in result['info']
+    assert 'kernel estimate (learned)' in result['info']
     assert scipy.io.loadmat(result['kernel_mat'])['kernel'].shape == (15, 15)
     with pytest.raises(app.AppError, match='the image is flat'):
         app.super_resolve_photo(str(photo / 'flat.png'), 'estimate', None, 2, 1, str(photo / 'w.pth'), False,
@@ -159,3 +165,50 @@ def test_app_clean_photo_tab_reports_psnr_per_step(photo, tmp_path):
     assert 'after 2 step(s)' in result['info'] and osp.getsize(result['plot']) > 5000
     with pytest.raises(app.AppError, match="photo 'lena': choose one of astronaut, chelsea, coffee"):
         app.try_clean_photo('lena', None, 'g_d_2.0', None, 2, 1, None, str(tmp_path))
+
+
+@pytest.mark.parametrize('theta,l1,l2', [(0.0, 2.0, 2.0), (0.6, 4.0, 1.2), (2.0, 3.0, 0.8)])
+def test_learned_estimate_recovers_gaussian_kernels_deterministically(theta, l1, l2):
+    truth = anisotropic_gaussian_kernel(15, theta, l1, l2)
+    lr = lr_of(truth)
+    kernel, info = estimate_kernel(lr, 2, 'learned')
+    assert info['method'] == 'learned' and kernel.shape == (15, 15) and abs(kernel.sum() - 1) < 1e-5
+    np.testing.assert_array_equal(kernel, estimate_kernel(lr, 2, 'learned')[0])
+    assert kernel_psnr(kernel, truth) > 28
+    wrong = anisotropic_gaussian_kernel(15, theta + np.pi / 2, l1, l2) if l1 != l2 else \
+        anisotropic_gaussian_kernel(15, 0, 0.3, 0.3)
+    assert kernel_psnr(kernel, truth) > kernel_psnr(wrong, truth) + 3
+
+
+def test_learned_estimator_serves_x2_and_says_when_other_scales_fall_back():
+    assert learned_scales() == [2] and DEFAULT_ESTIMATOR == 'learned'
+    lr = lr_of(anisotropic_gaussian_kernel(15, 0.3, 5.0, 2.0))
+    for scale in (3, 4):
+        kernel, info = estimate_kernel(lr, scale)
+        assert info['method'] == f'spectral (no learned regressor for x{scale})'
+        np.testing.assert_array_equal(kernel, estimate_kernel(lr, scale, 'spectral')[0])
+    with pytest.raises(ValueError, match='no regressor for x3 \\(it has x2\\); use the spectral estimator'):
+        estimate_learned_kernel(lr, 3)
+    with pytest.raises(FileNotFoundError, match='kernel estimator weights not found: /nowhere.pth'):
+        estimate_learned_kernel(lr, 2, path='/nowhere.pth')
+    with pytest.raises(ValueError, match="must be one of \\('learned', 'spectral', 'kernelgan'\\), got 'psf'"):
+        estimate_kernel(lr, 2, 'psf')
+
+
+def test_train_kernel_estimator_script_writes_regressors_the_estimator_loads(tmp_path):
+    write_images(tmp_path / 'hr', 12, 96, 96)
+    out = tmp_path / 'ke.pth'
+    result = subprocess.run([sys.executable, osp.join(ROOT, 'scripts', 'train_kernel_estimator.py'), '--train-dirs',
+                             str(tmp_path / 'hr'), '--scales', '2', '--samples', '24', '--val-samples', '6', '--epochs',
+                             '2', '--out', str(out)], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    row = next(line.split() for line in result.stdout.splitlines() if line.split()[:1] == ['2'])
+    assert row[1] == '24' and all(float(v) > 0 for v in row[3:5])
+    state = torch.load(out, weights_only=True)
+    assert set(state['scales']) == {2} and state['record']['train_images'] == 11
+    assert set(state['scales'][2]['val_cov_error']) == {'spectral', 'learned'}
+    kernel, _ = estimate_learned_kernel(lr_of(anisotropic_gaussian_kernel(15, 0, 2, 2)), 2, path=str(out))
+    assert kernel.shape == (15, 15) and abs(kernel.sum() - 1) < 1e-5
+    few = subprocess.run([sys.executable, osp.join(ROOT, 'scripts', 'train_kernel_estimator.py'), '--train-dirs',
+                          str(tmp_path / 'nothing')], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert few.returncode != 0 and '0 images found; at least 10 are needed' in few.stderr

@@ -124,6 +124,24 @@ def div2krk_kernel(scale, rng, size=None, noise=DIV2KRK_NOISE):
     return (kernel / kernel.sum()).astype(np.float32)
 
 
+def kernel_covariance(kernel):
+    """Second central moments of a kernel (pixels²; rows/cols = y/x): what blur estimators are judged on.
+
+    Args:
+        kernel (ndarray): Shape (k, k), non-negative.
+
+    Returns:
+        ndarray: Shape (2, 2).
+    """
+    k = np.asarray(kernel, dtype=np.float64)
+    k = k / k.sum()
+    coords = np.arange(k.shape[0]) - (k.shape[0] - 1) / 2
+    yy, xx = np.meshgrid(coords, coords, indexing='ij')
+    my, mx = (k * yy).sum(), (k * xx).sum()
+    cyy, cxx, cxy = (k * (yy - my)**2).sum(), (k * (xx - mx)**2).sum(), (k * (yy - my) * (xx - mx)).sum()
+    return np.array([[cyy, cxy], [cxy, cxx]])
+
+
 def random_gaussian_kernel(scale, size=15, rng=None, isotropic_prob=0.0, lambda_min=1.0):
     """A random meta-training kernel (see :func:`random_gaussian_params`).
 

@@ -125,22 +125,35 @@ def check_output_scale(net, scale, channels=3):
                          f'the arch for x{scale} (e.g. upscale: {scale}), or use MZSRNet, whose scale is set per image')
 
 
-def make_son(lr, kernel, scale, downsample):
-    """Degrades the LR image once more with its own kernel: the son of the official test.
+def make_son(lr, kernel, scale, downsample, noise_std=0.0, seed=0):
+    """Degrades the LR image once more as it was degraded: the son of the official test, with the LR's noise.
+
+    The blur and sub-sampling come from the kernel. A noisy photo's son must be as noisy (ZSSR's noise
+    augmentation, sized to the photo): the blur reduces the noise the LR carries by the kernel's L2 norm, so only
+    the missing part is added; adaptation then learns to remove noise instead of treating it as detail (measured:
+    with the true kernel and a clean son, inputs with noise std 5/255 end under bicubic).
 
     Args:
         lr (Tensor): LR image(s), shape (N, C, h, w).
         kernel (Tensor): Shape (k, k) or (N, k, k).
         scale (int): Scale.
         downsample (str): ``'direct'`` or ``'bicubic'``.
+        noise_std (float): Per-channel std of the LR's white noise, [0, 1] scale (0: the official, clean son; see
+            :func:`~mzsr_plugin.noise_estimation.estimate_noise_std`).
+        seed (int): Seed of the son's noise.
 
     Returns:
         Tensor: Shape (N, C, ceil(h / scale), ceil(w / scale)).
     """
-    return degrade_pt(lr, kernel, scale, downsample)
+    son = degrade_pt(lr, kernel, scale, downsample)
+    if noise_std <= 0:
+        return son
+    inherited = float((kernel.double()**2).sum(dim=(-2, -1)).max())
+    noise = torch.randn(son.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float32).to(son)
+    return (son + noise * noise_std * math.sqrt(max(1 - inherited, 0.0))).clamp(0, 1)
 
 
-def adapt_to_image(net, params, lr, kernel, scale, downsample, lrs, on_step=None):
+def adapt_to_image(net, params, lr, kernel, scale, downsample, lrs, on_step=None, noise_std=0.0):
     """Takes ``len(lrs)`` SGD steps on (son -> LR) from ``params``; ``net`` itself is not changed.
 
     Args:
@@ -152,11 +165,12 @@ def adapt_to_image(net, params, lr, kernel, scale, downsample, lrs, on_step=None
         downsample (str): ``'direct'`` or ``'bicubic'``.
         lrs (Sequence[float]): One learning rate per step.
         on_step (callable | None): ``on_step(step, params, loss)`` after each step.
+        noise_std (float): The LR's noise std, reproduced in the son (:func:`make_son`).
 
     Returns:
         dict[str, Tensor]: Adapted parameters.
     """
-    son = make_son(lr, kernel, scale, downsample)
+    son = make_son(lr, kernel, scale, downsample, noise_std)
     return adapt(net, params, son, lr, lrs, on_step=on_step)
 
 
@@ -236,7 +250,9 @@ def super_resolve_image(net,
                         tile=DEFAULT_TILE,
                         crop_budget=DEFAULT_CROP_BUDGET,
                         rng=None,
-                        on_step=None):
+                        on_step=None,
+                        noise_std=0.0,
+                        noise_seed=0):
     """MZSR on one image: adapt ``steps`` SGD steps on (son -> LR), then super-resolve the LR.
 
     Images with more than ``crop_budget`` LR pixels are adapted on random crops instead (see
@@ -259,6 +275,8 @@ def super_resolve_image(net,
         crop_budget (int | None): Most LR pixels to adapt on; None or 0: always the whole image.
         rng (np.random.Generator | None): Chooses the adaptation crops; None: a fresh unseeded generator.
         on_step (callable | None): ``on_step(step, params, loss)`` after each adaptation step.
+        noise_std (float): Per-channel noise std of the LR, reproduced in the son (:func:`make_son`; 0: clean).
+        noise_seed (int): Seed of the son's noise.
 
     Returns:
         tuple[Tensor, dict]: SR of shape (1, 3, h * scale, w * scale), not clipped; info with ``seconds``
@@ -282,7 +300,7 @@ def super_resolve_image(net,
             params = adapt(
                 net,
                 params,
-                make_son(father, kernel, scale, downsample),
+                make_son(father, kernel, scale, downsample, noise_std, noise_seed),
                 father,
                 lrs,
                 on_step=lambda step, p, loss: (losses.append(float(loss)), on_step and on_step(step, p, loss)))

@@ -1,0 +1,151 @@
+"""Sensor noise and JPEG compression of an LR photo, read from the photo itself (``mzsr-sr --noise auto``).
+
+MZSR's son reproduces the LR's blur; a noisy photo also needs a son as noisy (see
+:func:`~mzsr_plugin.models.adaptation.make_son`), else adaptation learns to reproduce the noise as detail. The level
+read here also takes the noise floor out of the spectral kernel estimate.
+
+- Noise: the principal-component estimator of Chen, Zhu and Heng (ICCV 2015) on the colour-difference channels
+  (R-G, B-G). On the luminance, aliasing of sharp, sub-sampled images reads as noise (4.6-22/255 on clean Set5
+  g^d_0.2); colour differences of natural images hold little aliasing, while noise independent per channel passes
+  into them whole (Set5, B100 and DIV2KRK-style inputs: clean 0.2-0.7/255, one image 3.2; std 2/5/10 read as
+  1.9-3.8 / 4.6-6.0 / 8.9-10.2). JPEG's chroma sub-sampling removes colour noise: after JPEG the estimate reads
+  about 0.5/255 whatever the noise was, so noise under a JPEG goes unseen (give it with ``--noise``).
+- JPEG: the IJG quality whose scaled luminance table is nearest the file's own (a file's quantisation tables are
+  exact); decoded pixels carry no such record. It only decides the warning: a JPEG-compressed son was measured not
+  to help (DIV2KRK-style x2, noise 5/255 + JPEG 85: -0.01 to -0.07 dB against the noisy son alone).
+"""
+import math
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+from PIL import Image
+
+# IJG's luminance quantisation table at quality 50 (JPEG standard, Annex K), in natural (row-major) order.
+IJG_LUMINANCE = np.array([
+    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56, 14, 17, 22, 29,
+    51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92, 49, 64, 78, 87, 103, 121, 120,
+    101, 72, 92, 95, 98, 112, 100, 103, 99
+])
+# Read levels under this are 8-bit rounding and the colour aliasing of sharp, colourful images (clean inputs read
+# up to 3.2/255), not noise worth reproducing.
+NOISE_FLOOR = 3.5 / 255
+# Beyond these, ten adaptation steps do not undo what the photo lost (measured with scripts/bench_kernel.py): the
+# result is still written, with a warning.
+NOISE_LIMIT = 15 / 255
+JPEG_LIMIT = 50
+# Fewer pixels a side give too few patches for the estimate.
+MIN_SIDE = 16
+
+
+def pca_noise_std(channel, patch=7, stride=2):
+    """Noise std of one channel from the smallest eigenvalues of its patch covariance (Chen, Zhu and Heng 2015).
+
+    Args:
+        channel (ndarray): Shape (h, w), float.
+        patch (int): Patch side.
+        stride (int): Patch stride (every patch: 1).
+
+    Returns:
+        float: Noise std, in the units of ``channel``.
+    """
+    patches = sliding_window_view(channel, (patch, patch))[::stride, ::stride].reshape(-1, patch * patch)
+    patches = patches - patches.mean(axis=0)
+    eigen = np.sort(np.linalg.eigvalsh(patches.T @ patches / len(patches)))
+    # Drop the largest eigenvalues until the rest look like noise alone: for white noise their mean and median meet.
+    for keep in range(len(eigen), 0, -1):
+        tail = eigen[:keep]
+        if np.mean(tail) <= np.median(tail):
+            return float(math.sqrt(max(np.mean(tail), 0.0)))
+    return float(math.sqrt(max(eigen[0], 0.0)))
+
+
+def estimate_noise_std(lr):
+    """Std of white noise added to each channel of an RGB image, from its colour differences.
+
+    Args:
+        lr (ndarray): Shape (h, w, 3), RGB float in [0, 1].
+
+    Returns:
+        float: Per-channel noise std on the [0, 1] scale.
+
+    Raises:
+        ValueError: Not an RGB image, or smaller than :data:`MIN_SIDE` pixels a side.
+    """
+    lr = np.asarray(lr, dtype=np.float64)
+    if lr.ndim != 3 or lr.shape[2] != 3:
+        raise ValueError(f'noise estimation needs an RGB image (h, w, 3), got shape {lr.shape}: a grey image has '
+                         'no colour differences; give the noise level (--noise) instead')
+    if min(lr.shape[:2]) < MIN_SIDE:
+        raise ValueError(f'the image is {lr.shape[1]}x{lr.shape[0]}; noise estimation needs {MIN_SIDE} pixels a side')
+    red, green, blue = lr[..., 0], lr[..., 1], lr[..., 2]
+    # Independent per-channel noise of std s gives std s in (R - G) / sqrt(2); the smaller of the two differences
+    # is the one with less colour structure left.
+    return min(pca_noise_std((red - green) / math.sqrt(2)), pca_noise_std((blue - green) / math.sqrt(2)))
+
+
+def auto_noise_std(lr):
+    """The noise ``--noise auto`` reproduces: :func:`estimate_noise_std`, 0 under :data:`NOISE_FLOOR`, for grey
+    images (no colour differences) and for images too small to read it from.
+
+    Args:
+        lr (ndarray): Shape (h, w, 3), RGB float in [0, 1] (grey images as three equal channels).
+
+    Returns:
+        float: Per-channel noise std, [0, 1] scale.
+    """
+    if min(lr.shape[:2]) < MIN_SIDE:
+        return 0.0
+    std = estimate_noise_std(lr)
+    return std if std >= NOISE_FLOOR else 0.0
+
+
+def ijg_table(quality):
+    """IJG's luminance quantisation table at ``quality`` (1..100), as libjpeg scales it."""
+    scale = 5000 / quality if quality < 50 else 200 - 2 * quality
+    return np.clip(np.floor((IJG_LUMINANCE * scale + 50) / 100), 1, 255)
+
+
+def jpeg_quality(path):
+    """The IJG quality a JPEG file was saved with (nearest scaled standard table), or None for other files.
+
+    Args:
+        path (str): Image file.
+
+    Returns:
+        int | None: Quality 1..100; None when the file is not a JPEG.
+    """
+    with Image.open(path) as image:
+        if image.format != 'JPEG' or not getattr(image, 'quantization', None):
+            return None
+        tables = image.quantization
+    luminance = np.asarray(tables[min(tables)], dtype=np.float64)
+    # Pillow gives the table in natural order; encoders other than libjpeg (cameras) use their own tables: the
+    # nearest IJG quality is then a summary of how coarse they are.
+    errors = [np.abs(np.log(ijg_table(q)) - np.log(luminance)).mean() for q in range(1, 101)]
+    return int(np.argmin(errors)) + 1
+
+
+def beyond_limits(noise_std, quality):
+    """Why adaptation cannot be expected to undo these degradations (a warning text), or None.
+
+    Args:
+        noise_std (float): Per-channel noise std, [0, 1] scale.
+        quality (int | None): JPEG quality, None when not compressed.
+
+    Returns:
+        str | None
+    """
+    reasons = []
+    if noise_std > NOISE_LIMIT:
+        reasons.append(f'noise std {noise_std * 255:.1f}/255 (above {NOISE_LIMIT * 255:.0f})')
+    if quality is not None and quality < JPEG_LIMIT:
+        reasons.append(f'JPEG quality {quality} (below {JPEG_LIMIT})')
+    if not reasons:
+        return None
+    return (' and '.join(reasons) + ': beyond what a few adaptation steps undo; expect noise or blocks in the '
+            'SR (denoise or use a less compressed original)')
+
+
+__all__ = [
+    'JPEG_LIMIT', 'MIN_SIDE', 'NOISE_FLOOR', 'NOISE_LIMIT', 'auto_noise_std', 'beyond_limits', 'estimate_noise_std',
+    'ijg_table', 'jpeg_quality', 'pca_noise_std'
+]
