@@ -127,6 +127,8 @@ def super_resolve_photo(image, kernel_spec, kernel_file, scale, steps, weights, 
         write_image(paths['kernel_png'], kernel_image(result.kernel), False)
     elif result.estimated['warning']:
         notes.append(result.estimated['warning'])
+    if result.noise['warning']:
+        notes.append(result.noise['warning'])
     bicubic = osp.join(out, f'{result.stem}_bicubic.png')
     write_image(bicubic, result.bicubic, result.gray)
     h, w = result.lr.shape[:2]
@@ -135,6 +137,8 @@ def super_resolve_photo(image, kernel_spec, kernel_file, scale, steps, weights, 
     info = (f'**{method}** on {osp.basename(image)}: LR {w}x{h} → SR {w * settings.scale}x{h * settings.scale}, '
             f'kernel {result.kernel_source} ({result.downsample} x{settings.scale}){model}; {result.seconds:.2f} s '
             f'for SR ({seconds:.2f} s in all)')
+    if result.noise['std'] > 0:
+        info += f'; noise std {result.noise["std"] * 255:.1f}/255 read from the photo, reproduced in the son'
     info += ''.join(f'\n\n⚠ {note}' for note in notes)
     return {'bicubic': bicubic, 'sr': paths['sr'], 'compare': paths['compare'], 'kernel_png': paths['kernel_png'],
             'kernel_mat': paths['kernel_mat'], 'info': info}

@@ -117,9 +117,9 @@ def build_parser():
         'default: %(default)s)')
     parser.add_argument('--seed', type=int, help='seed of the adaptation crops, of ZSSR and of kernel estimation')
     parser.add_argument('--estimator', choices=tuple(ESTIMATORS), default=DEFAULT_ESTIMATOR,
-                        help='--kernel estimate: spectral (Gaussian fit to the spectrum), learned (a regressor on the '
-                        'same spectrum, trained beyond the Gaussian family; x2/x4) or kernelgan (the KernelGAN-style '
-                        'baseline); default: %(default)s')
+                        help='--kernel estimate: learned (a regressor on the LR\'s spectrum, trained beyond the '
+                        'Gaussian family; x2, the spectral fit elsewhere), spectral (Gaussian fit to the spectrum) or '
+                        'kernelgan (the KernelGAN-style baseline); default: %(default)s')
     parser.add_argument('--estimator-iters', type=int, default=1000, help='KernelGAN iterations (default: %(default)s)')
     parser.add_argument(
         '--noise',

@@ -271,8 +271,8 @@ KERNEL_TEST_DATASET = Section('MZSRKernelTestDataset', (
         'one kernel for all images; random: a seeded training-distribution kernel per image; estimate: blind, '
         'each given LR image\'s kernel estimated from the image (with dataroot_lq)'),
     Key('kernel_estimator', Choice(*ESTIMATORS), DEFAULT_ESTIMATOR, 'kernel: estimate: the estimator (spectral: '
-        'Gaussian fit to the power spectrum; learned: a regressor on it, x2/x4; kernelgan: the KernelGAN-style '
-        'baseline)'),
+        'Gaussian fit to the power spectrum; learned: a regressor on it at x2, the fit elsewhere; kernelgan: the '
+        'KernelGAN-style baseline)'),
     Key('kernel_file', Text(allow_none=True, what='a kernel file path'), None, 'one kernel file (.mat/.npy/.png) '
         'for all images'),
     Key('kernel_dir', Text(allow_none=True, what='a folder path'), None, 'one kernel file per image '

@@ -147,3 +147,13 @@ def test_cli_noise_flag_reports_reproduces_and_warns(photos, capsys):
     with pytest.raises(SystemExit, match=r"--noise 'loud': expected auto or a noise std in grey levels, 0..255"):
         cli.main([inputs[1], '-o', str(out / 'bad'), '--kernel', 'g_d_2.0', '--noise', 'loud', '--weights',
                   str(photos / 'w.pth')])
+
+
+def test_app_reports_the_noise_it_reproduced_and_warns_of_heavy_jpeg(photos):
+    from mzsr_plugin import app
+    noisy = app.super_resolve_photo(str(photos / 'noisy.png'), 'estimate', None, 2, 1, str(photos / 'w.pth'), False,
+                                    str(photos))
+    assert 'read from the photo, reproduced in the son' in noisy['info']
+    blocky = app.super_resolve_photo(str(photos / 'blocky.jpg'), 'g_d_2.0', None, 2, 1, str(photos / 'w.pth'), False,
+                                     str(photos))
+    assert '⚠ JPEG quality 30 (below 50)' in blocky['info'] and 'reproduced in the son' not in blocky['info']

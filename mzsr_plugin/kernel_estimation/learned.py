@@ -15,8 +15,7 @@ import numpy as np
 import torch
 from os import path as osp
 
-from .spectral import LUMA, check_estimable, fit_spectrum, kernel_from_covariance, project_covariance, \
-    remove_noise_floor, welch_power
+from .spectral import fit_spectrum, kernel_from_covariance, lr_power_spectrum, project_covariance
 
 WEIGHTS = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'weights', 'kernel_estimator.pth')
 BINS = 16
@@ -35,13 +34,7 @@ def spectrum_features(lr, scale, noise_std=0.0):
         ndarray: Shape (BINS * BINS + 4,): the log power spectrum in BINS x BINS bins (centred, symmetrised, mean
         removed), then the closed-form fit's α and Σ (yy, xy, xx) divided by ``scale²``.
     """
-    lr = np.asarray(lr, dtype=np.float64)
-    gray = lr @ LUMA if lr.ndim == 3 else lr
-    check_estimable(gray)
-    power = welch_power(gray, PATCH)
-    if noise_std > 0:
-        power = remove_noise_floor(power, noise_std * float(np.linalg.norm(LUMA if lr.ndim == 3 else [1.0])),
-                                   power.shape[0])
+    _, power = lr_power_spectrum(lr, PATCH, noise_std)
     sigma, alpha = fit_spectrum(power, scale)
     # Bins the noise floor emptied count as the floor's level: the log of the smallest power kept.
     floor = power[power > 0].min() if (power > 0).any() else 1e-12

@@ -116,6 +116,31 @@ def remove_noise_floor(power, noise_std, patch, margin=1.5):
     return np.where(power > margin * floor, power - floor, 0.0)
 
 
+def lr_power_spectrum(lr, patch=64, noise_std=0.0):
+    """The luminance of an LR image and its Welch power spectrum, without the floor of its noise.
+
+    Args:
+        lr (ndarray): Shape (h, w, 3) RGB or (h, w), float in [0, 1].
+        patch (int): Welch patch size.
+        noise_std (float): Per-channel std of white noise in ``lr`` ([0, 1] scale); 0 keeps the spectrum as it is.
+
+    Returns:
+        tuple[ndarray, ndarray]: Luminance (h, w) and power spectrum (p, p) (see :func:`welch_power`).
+
+    Raises:
+        ValueError: The image is too small or flat to estimate a blur from.
+    """
+    lr = np.asarray(lr, dtype=np.float64)
+    gray = lr @ LUMA if lr.ndim == 3 else lr
+    check_estimable(gray)
+    power = welch_power(gray, patch)
+    if noise_std > 0:
+        # Independent per-channel noise of std s has std s * |LUMA| in the luminance.
+        power = remove_noise_floor(power, noise_std * float(np.linalg.norm(LUMA if lr.ndim == 3 else [1.0])),
+                                   power.shape[0])
+    return gray, power
+
+
 def estimate_gaussian_kernel(lr, scale, size=15, lambda_min=0.2, lambda_max=None, patch=64, noise_std=0.0):
     """Estimates the Gaussian blur kernel of an LR image (direct sub-sampling) from its power spectrum.
 
@@ -136,14 +161,7 @@ def estimate_gaussian_kernel(lr, scale, size=15, lambda_min=0.2, lambda_max=None
     Raises:
         ValueError: The image is too small or flat to estimate a blur from.
     """
-    lr = np.asarray(lr, dtype=np.float64)
-    gray = lr @ LUMA if lr.ndim == 3 else lr
-    check_estimable(gray)
-    power = welch_power(gray, patch)
-    if noise_std > 0:
-        # Independent per-channel noise of std s has std s * |LUMA| in the luminance.
-        power = remove_noise_floor(power, noise_std * float(np.linalg.norm(LUMA if lr.ndim == 3 else [1.0])),
-                                   power.shape[0])
+    gray, power = lr_power_spectrum(lr, patch, noise_std)
     sigma, alpha = fit_spectrum(power, scale)
     sigma = project_covariance(sigma, lambda_min, lambda_max or 2.5 * scale)
     noise = noise_level(gray)
