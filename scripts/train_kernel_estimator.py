@@ -63,7 +63,7 @@ def make_samples(paths, count, scale, seed):
         if rng.random() < 0.2:
             lr = jpeg_compress(lr, int(rng.integers(60, 96)))
         noise = auto_noise_std(lr)
-        features.append(spectrum_features(lr, scale, noise))
+        features.append(spectrum_features(lr, scale, noise)[0])
         targets.append(kernel_covariance(kernel)[[0, 0, 1], [0, 1, 1]] / scale**2)
         cases.append((lr, noise))
     return np.array(features), np.array(targets), cases

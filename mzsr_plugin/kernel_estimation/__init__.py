@@ -28,9 +28,8 @@ def _learned(lr, scale, size, noise_std, **_):
         # Scales without a regressor (x3, and x4 where one measured no better) get the fit it corrects, and say so.
         kernel, info = _spectral(lr, scale, size, noise_std)
         return kernel, dict(info, method=f'spectral (no learned regressor for x{scale})')
-    kernel, _ = estimate_learned_kernel(lr, scale, size=size, noise_std=noise_std)
-    # The closed-form fit's noise check still applies: the regressor reads the same spectrum.
-    return kernel, {'method': 'learned', 'warning': estimate_gaussian_kernel(lr, scale, size=size)[1]['warning']}
+    kernel, info = estimate_learned_kernel(lr, scale, size=size, noise_std=noise_std)
+    return kernel, {'method': 'learned', 'warning': info['warning']}
 
 
 def _kernelgan(lr, scale, size, seed, iterations, device, progress, **_):

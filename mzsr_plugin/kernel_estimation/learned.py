@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from os import path as osp
 
-from .spectral import fit_spectrum, kernel_from_covariance, lr_power_spectrum, project_covariance
+from .spectral import fit_spectrum, kernel_from_covariance, lr_power_spectrum, project_covariance, spectrum_warning
 
 WEIGHTS = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'weights', 'kernel_estimator.pth')
 BINS = 16
@@ -31,10 +31,11 @@ def spectrum_features(lr, scale, noise_std=0.0):
         noise_std (float): Per-channel noise std ([0, 1] scale); its floor is taken out of the spectrum first.
 
     Returns:
-        ndarray: Shape (BINS * BINS + 4,): the log power spectrum in BINS x BINS bins (centred, symmetrised, mean
-        removed), then the closed-form fit's α and Σ (yy, xy, xx) divided by ``scale²``.
+        tuple[ndarray, str | None]: Shape (BINS * BINS + 4,): the log power spectrum in BINS x BINS bins (centred,
+        symmetrised, mean removed), then the closed-form fit's α and Σ (yy, xy, xx) divided by ``scale²``; and the
+        fit's warning when noise flattens the spectrum (:func:`~.spectral.spectrum_warning`).
     """
-    _, power = lr_power_spectrum(lr, PATCH, noise_std)
+    gray, power = lr_power_spectrum(lr, PATCH, noise_std)
     sigma, alpha = fit_spectrum(power, scale)
     # Bins the noise floor emptied count as the floor's level: the log of the smallest power kept.
     floor = power[power > 0].min() if (power > 0).any() else 1e-12
@@ -43,8 +44,9 @@ def spectrum_features(lr, scale, noise_std=0.0):
     binned = log_power[:n, :n].reshape(BINS, n // BINS, BINS, n // BINS).mean(axis=(1, 3))
     binned = (binned + binned[::-1, ::-1]) / 2
     binned -= binned.mean()
-    return np.concatenate([binned.ravel(), [alpha, sigma[0, 0] / scale**2, sigma[0, 1] / scale**2,
-                                            sigma[1, 1] / scale**2]])
+    features = np.concatenate([binned.ravel(), [alpha, sigma[0, 0] / scale**2, sigma[0, 1] / scale**2,
+                                                sigma[1, 1] / scale**2]])
+    return features, spectrum_warning(gray)
 
 
 def build_regressor(features, hidden=64):
@@ -98,7 +100,8 @@ def estimate_learned_kernel(lr, scale, size=15, lambda_min=0.2, lambda_max=None,
         path (str): Regressor weights.
 
     Returns:
-        tuple[ndarray, dict]: Kernel (size, size) summing to 1, and ``{'covariance'}``.
+        tuple[ndarray, dict]: Kernel (size, size) summing to 1, and ``{'covariance', 'warning'}`` (as the
+        closed-form fit's).
 
     Raises:
         ValueError: No regressor for ``scale``, or an image too small or flat.
@@ -108,11 +111,12 @@ def estimate_learned_kernel(lr, scale, size=15, lambda_min=0.2, lambda_max=None,
         raise ValueError(f'the learned kernel estimator has no regressor for x{scale} (it has '
                          f'{", ".join(f"x{s}" for s in sorted(regressors))}); use the spectral estimator')
     net, mean, std = regressors[scale]
-    features = (spectrum_features(lr, scale, noise_std) - mean) / std
+    features, warning = spectrum_features(lr, scale, noise_std)
+    features = (features - mean) / std
     with torch.no_grad():
         yy, xy, xx = net(torch.from_numpy(features).float()[None])[0].double().numpy() * scale**2
     sigma = project_covariance(np.array([[yy, xy], [xy, xx]]), lambda_min, lambda_max or 2.5 * scale)
-    return kernel_from_covariance(sigma, size), {'covariance': sigma}
+    return kernel_from_covariance(sigma, size), {'covariance': sigma, 'warning': warning}
 
 
 __all__ = ['WEIGHTS', 'build_regressor', 'estimate_learned_kernel', 'learned_scales', 'load_regressors',

@@ -164,16 +164,22 @@ def estimate_gaussian_kernel(lr, scale, size=15, lambda_min=0.2, lambda_max=None
     gray, power = lr_power_spectrum(lr, patch, noise_std)
     sigma, alpha = fit_spectrum(power, scale)
     sigma = project_covariance(sigma, lambda_min, lambda_max or 2.5 * scale)
-    noise = noise_level(gray)
-    warning = (f'noise of std about {noise:.3f} ({noise * 255:.1f}/255) flattens the spectrum: noise or compression '
-               'dominates, the kernel estimate is unreliable') if noise > NOISY else None
-    return kernel_from_covariance(sigma, size), {'covariance': sigma, 'alpha': alpha, 'warning': warning}
+    return kernel_from_covariance(sigma, size), {'covariance': sigma, 'alpha': alpha, 'warning': spectrum_warning(gray)}
 
 
 MIN_SIDE = 32
 # Noise std (of [0, 1] images) above which the spectrum's high frequencies are mostly noise (sharp, detailed
 # photos sub-sampled without blur measure up to about 0.03).
 NOISY = 0.05
+
+
+def spectrum_warning(gray):
+    """Why a kernel estimated from this luminance's spectrum is doubtful (noise flattening it), or None."""
+    noise = noise_level(gray)
+    if noise <= NOISY:
+        return None
+    return (f'noise of std about {noise:.3f} ({noise * 255:.1f}/255) flattens the spectrum: noise or compression '
+            'dominates, the kernel estimate is unreliable')
 
 
 def noise_level(gray):
