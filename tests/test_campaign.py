@@ -22,7 +22,8 @@ from mzsr_plugin.campaign import cli as campaign_cli
 from mzsr_plugin.campaign import report as report_module
 from mzsr_plugin.campaign import runner as runner_module
 from mzsr_plugin.campaign import zoo_tables as zoo_module
-from mzsr_plugin.campaign.selection import SELECTION_PLAN, better, selection_cases
+from mzsr_plugin.campaign.selection import (MIN_ADAPTATION_GAIN, SELECTION_PLAN, adaptation_gain, better,
+                                            passes_guard, selection_cases)
 from mzsr_plugin.evaluation import file_sha256, load_mzsr_weights
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -95,6 +96,41 @@ def test_ships_only_when_the_selection_score_improves(data, tmp_path, monkeypatc
                       'recipe': 'lslr_wide'}
     assert load_mzsr_weights(str(ship)).inner_lrs is not None
     assert better({'guard': True, 'score': 1.0}, {'guard': False, 'score': 9.0})
+
+
+def test_guard_asks_adaptation_to_add_half_a_db_on_the_random_kernels():
+    families = {'random_x2': {'0': 26.0, '1': 26.5, '10': 27.0}, 'random_x4': {'0': 23.0, '1': 23.1, '10': 23.2},
+                'g_d_2.0_x2': {'0': 20.0, '1': 30.0, '10': 36.0}}
+    assert adaptation_gain(families) == pytest.approx(0.6) and adaptation_gain(families, '1') == pytest.approx(0.3)
+    assert passes_guard({'families': families, 'below_bicubic': []})
+    assert not passes_guard({'families': families, 'below_bicubic': ['a[random_x2]']})
+    families['random_x2']['0'] = 27.0 - 2 * MIN_ADAPTATION_GAIN + 0.3  # the x4 run-2 drift: good init, little gain
+    assert adaptation_gain(families) < MIN_ADAPTATION_GAIN and not passes_guard({'families': families,
+                                                                                 'below_bicubic': []})
+
+
+def test_a_resumed_campaign_judges_its_bar_by_the_current_guard(data, tmp_path, monkeypatch):
+    # Shipped under the old rule (guard = nothing below bicubic) with a gain of 0.1 dB, then another net at a lower
+    # score but with adaptation: the resumed campaign sees the bar fail the guard, so the second net replaces it.
+    scores = iter([(20.0, 1.0), (30.0, 0.1), (29.0, 2.0)])
+
+    def fake_score(net, cases, device='cpu'):
+        score, gain = next(scores)
+        result = {'families': {'random': {'0': score - gain, '1': score, '10': score}}, 'cases': {}, 'score': score,
+                  'below_bicubic': []}
+        return dict(result, gain=gain, guard=True if gain == 0.1 else passes_guard(result))
+
+    monkeypatch.setattr(runner_module, 'score_network', fake_score)
+    ship = tmp_path / 'shipped.pth'
+    first = campaign(data, tmp_path / 'state', ship_to=str(ship))
+    first.run(10, max_iters=1)
+    assert first.state['best'] == {'score': 30.0, 'guard': True, 'meta_iter': 1}
+    lines = []
+    resumed = campaign(data, tmp_path / 'state', ship_to=str(ship), log=lines.append)
+    assert resumed.state['best']['guard'] is False and 'fails the current guard' in lines[0]
+    resumed.run(10, max_iters=1)
+    assert [e['shipped'] for e in load_history(str(tmp_path / 'state'))] == [False, True, True]
+    assert resumed.state['best'] == {'score': 29.0, 'guard': True, 'meta_iter': 2}
 
 
 def test_pretraining_then_meta_transfer_in_one_campaign(data, tmp_path):

@@ -20,7 +20,7 @@ from mzsr_plugin.evaluation import file_sha256
 from mzsr_plugin.utils.figures import new_figure
 from .kinds import CAMPAIGN_KINDS, ROOT, WEIGHTS_DIR, campaign_dir
 from .runner import default_ship_path, load_history
-from .selection import selection_plan
+from .selection import MIN_ADAPTATION_GAIN, adaptation_gain, selection_plan
 
 MAX_ROWS = 16
 
@@ -95,12 +95,13 @@ def _trajectory_rows(history):
         picked = sorted(picked + [shipped[-1]], key=history.index)
     names = families(history)
     lines = ['| meta it | hours | machine | recipe | ' + ' | '.join(f'{family_title(f)} 0/1/10' for f in names) +
-             ' | score | guard | shipped |', '|---' * (len(names) + 7) + '|']
+             ' | score | gain | guard | shipped |', '|---' * (len(names) + 8) + '|']
     for e in picked:
         recipe = e['recipe'] + (f' ({_overrides(e["overrides"])})' if e.get('overrides') else '')
         lines.append(f'| {e["meta_iter"]} | {e["train_hours"]:.2f} | {e["machine"]} | {recipe} | ' +
                      ' | '.join(_cell(e, f) for f in names) + f' | {e["score"]:.3f} | '
-                     f'{"pass" if e["guard"] else "fail"} | {"yes" if e.get("shipped") else ""} |')
+                     f'{adaptation_gain(e["families"]):+.2f} | {"pass" if e["guard"] else "fail"} | '
+                     f'{"yes" if e.get("shipped") else ""} |')
     return lines
 
 
@@ -135,8 +136,11 @@ def campaign_section(kind):
     segments = sorted({e['machine'] for e in history})
     lines += [f'Selection set: {len(history[-1]["cases"])} held-out HQ70 centre crops (' +
               ', '.join(f'{n} × {family_title(f)}' for f, n in counts.items()) + ', random = seeded '
-              f'training-distribution kernels); bicubic {bicubic} dB. Score = mean PSNR after 10 steps; guard = no '
-              'case below its bicubic PSNR. Machines: ' + ', '.join(segments) + '.', '']
+              f'training-distribution kernels); bicubic {bicubic} dB. Score = mean PSNR after 10 steps; gain = '
+              'MZSR(10) − MZSR(0) on the random kernels; guard = no case below its bicubic PSNR and gain ≥ '
+              f'{MIN_ADAPTATION_GAIN:g} dB (the gain condition since 2026-12-03: earlier rows were judged without it, '
+              'the bar they set is judged again by the current rule when a campaign resumes). Machines: ' +
+              ', '.join(segments) + '.', '']
     shipped = [e for e in history if e.get('shipped')]
     if shipped:
         e = shipped[-1]
@@ -243,9 +247,8 @@ def measured_numbers(kind):
     shipped = [e for e in load_history(folder) if e.get('shipped')]
     shipped = shipped[-1] if shipped else None
     targets = {}
-    if shipped and 'random' in shipped['families']:
-        random = shipped['families']['random']
-        targets.update(gain10=random['10'] - random['0'], gain1=random['1'] - random['0'])
+    if shipped and adaptation_gain(shipped['families']) is not None:
+        targets.update(gain10=adaptation_gain(shipped['families']), gain1=adaptation_gain(shipped['families'], '1'))
     if table2:
         for key, cell in (('set5_g20_10', 'MZSR(10) | Set5 (5) g_d_2.0'), ('set5_g02_1', 'MZSR(1) | Set5 (5) g_d_0.2')):
             if cell in table2['cells']:

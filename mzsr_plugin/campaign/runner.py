@@ -17,7 +17,7 @@ from mzsr_plugin.compat import atomic_torch_save
 from mzsr_plugin.model_zoo import RECORD_KEY
 from mzsr_plugin.models.meta_sr_model import MetaSRModel
 from .kinds import CAMPAIGN_KINDS, OPTIONS_DIR, RECIPES, campaign_dir
-from .selection import SELECTION_CROP, better, score_network, selection_cases
+from .selection import SELECTION_CROP, adaptation_gain, better, passes_guard, score_network, selection_cases
 
 STATE_FILE = 'state.pth'
 HISTORY_FILE = 'history.jsonl'
@@ -132,6 +132,7 @@ class Campaign:
             self.log(f'recipe {self.state["recipe"]} -> {recipe} from meta iteration {self.state["meta_iter"]}')
             self.state['recipe'] = recipe  # Adam's state carries over when the parameter groups match
         _set_rng_state(self.state['rng'])
+        self._rejudge_best()
         self._cases = None
 
     # ------------------------------------------------------------------------------------------------ state
@@ -159,6 +160,19 @@ class Campaign:
             'inner_lrs': inner_lrs, 'optimizer': None, 'scheduler': None, 'train_seconds': 0.0, 'best': None,
             'segments': [], 'rng': _rng_state()
         }
+
+    def _rejudge_best(self):
+        """Judges the shipped net's guard again by the current rule (:func:`~.selection.passes_guard`), from its
+        history entry: a rule made stricter after it shipped lets a net that passes the new rule replace it."""
+        best = self.state['best']
+        if best is None:
+            return
+        entries = [e for e in load_history(self.state_dir)
+                   if e['meta_iter'] == best['meta_iter'] and e['score'] == best['score'] and 'families' in e]
+        if entries and passes_guard(entries[-1]) != best['guard']:
+            best['guard'] = passes_guard(entries[-1])
+            self.log(f'the bar (meta iteration {best["meta_iter"]}, score {best["score"]:.3f}) '
+                     f'{"passes" if best["guard"] else "fails"} the current guard')
 
     def save_state(self):
         """Writes the state atomically: a kill at any moment leaves the previous or the new file, never half."""
@@ -288,7 +302,8 @@ class Campaign:
         self.log(f'[eval] {self.state["stage"]} it {self.state["meta_iter"] or self.state["pretrain_iter"]} '
                  f'({entry["train_hours"]:.2f} h): ' + '  '.join(
                      f'{name} {v["0"]:.2f}/{v["1"]:.2f}/{v["10"]:.2f}' for name, v in fam.items()) +
-                 f'  score {result["score"]:.3f} guard {result["guard"]}' + ('  -> shipped' if shipped else ''))
+                 f'  score {result["score"]:.3f} gain {adaptation_gain(fam):+.2f} guard {result["guard"]}' +
+                 ('  -> shipped' if shipped else ''))
         if shipped or self.state['best'] is None:
             self.state['best'] = {'score': result['score'], 'guard': result['guard'],
                                   'meta_iter': self.state['meta_iter']}

@@ -8,7 +8,6 @@ keeps its own Figure 3 / Table 2 blocks (:mod:`.report`); its Table 2 output fee
 multi-scale comparison.
 """
 import json
-import numpy as np
 import os
 from dataclasses import dataclass
 from os import path as osp
@@ -18,6 +17,7 @@ from mzsr_plugin.model_zoo import MODEL_ZOO
 from .kinds import ROOT, WEIGHTS_DIR, campaign_dir
 from .report import MEASURE_COMMAND, demo_block, replace_block
 from .runner import load_history
+from .selection import adaptation_gain
 
 
 @dataclass(frozen=True)
@@ -80,12 +80,9 @@ def _shipped_entry(kind):
     return shipped[-1] if shipped else None
 
 
-def heldout_gain(entry, steps='10'):
-    """Held-out random-kernel gain MZSR(steps) − MZSR(0) of a history entry (mean over its random families)."""
-    if not entry:
-        return None
-    randoms = [v for f, v in entry['families'].items() if f.startswith('random')]
-    return float(np.mean([v[steps] - v['0'] for v in randoms])) if randoms else None
+def _shipped_gain(kind):
+    entry = _shipped_entry(kind)
+    return adaptation_gain(entry['families']) if entry else None
 
 
 def targets(kind):
@@ -115,7 +112,7 @@ def targets(kind):
         t, cells = tables['table3_x3']
         mine, bicubic = _cell(cells, 'MZSR(10)', t.column), _cell(cells, 'Bicubic', t.column)
         add('Set5 g^d_2.0 x3: MZSR(10) − bicubic', None if mine is None else mine - bicubic, 2.0)
-    add('held-out random kernels: MZSR(10) − MZSR(0)', heldout_gain(_shipped_entry(kind)), 0.5)
+    add('held-out random kernels: MZSR(10) − MZSR(0)', _shipped_gain(kind), 0.5)
     return rows
 
 
