@@ -14,6 +14,7 @@ from basicsr.utils import tensor2img
 from mzsr_plugin.archs.mzsr_arch import MZSRNet
 from mzsr_plugin.data.degradations import degrade_np
 from mzsr_plugin.metrics.official_metric import calculate_mzsr_psnr
+from mzsr_plugin.model_zoo import RECORD_KEY
 from mzsr_plugin.models.adaptation import adapt_to_image, at_scale, resolve_adapt_lrs, super_resolve
 from mzsr_plugin.models.inner_loop import detached_params, load_inner_lrs
 from mzsr_plugin.utils.matlab_resize import imresize_pt
@@ -122,7 +123,8 @@ def load_mzsr_weights(path, scale=2, device='cpu'):
         device (str | torch.device): Device.
 
     Returns:
-        MZSRNet: In eval mode, on ``device``; ``net.inner_lrs`` holds the weights' learned step sizes (or None).
+        MZSRNet: In eval mode, on ``device``; ``net.inner_lrs`` holds the weights' learned step sizes (or None),
+        ``net.record`` their ``model_record`` (or None).
     """
     if not osp.isfile(path):
         raise FileNotFoundError(f'weights file not found: {path}')
@@ -134,6 +136,7 @@ def load_mzsr_weights(path, scale=2, device='cpu'):
     net = MZSRNet(num_feat=params['convs.0.weight'].shape[0], num_conv=len(convs), scale=scale)
     net.load_state_dict(params, strict=True)
     net.inner_lrs = load_inner_lrs(state, [name for name, _ in net.named_parameters()])
+    net.record = state.get(RECORD_KEY) if isinstance(state, dict) else None
     return net.to(device).eval()
 
 

@@ -151,32 +151,6 @@ def find_gt(gt_dir, image_path):
 
 
 # ----------------------------------------------------------------------------------------------------------- weights
-def choose_weights(weights, scale, downsample, option='--weights'):
-    """The weights file to use: ``weights`` if given (checked against its record), else the zoo's model.
-
-    Args:
-        weights (str | None): A weights file, or None for the shipped model of ``scale`` and ``downsample``.
-        scale (int): Scale asked.
-        downsample (str): Downsampling asked.
-        option (str): How the caller names the weights setting, for messages.
-
-    Returns:
-        tuple[str, dict | None]: The file and its record.
-    """
-    if weights is None:
-        model = zoo_model_for(scale, downsample)
-        return model.path, weights_record(model.path)
-    if not osp.isfile(weights):
-        raise FileNotFoundError(f'{option} {weights}: file not found')
-    try:
-        record = weights_record(weights)
-    except (RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as error:
-        reason = str(error).replace(f'{weights}: ', '')
-        raise ValueError(f'{option} {weights}: cannot load MZSRNet weights from it ({reason})') from None
-    check_record(record, weights, scale, downsample, option)
-    return weights, record
-
-
 def load_network(weights, scale, downsample='direct', device='cpu', option='--weights'):
     """MZSRNet for ``scale`` and ``downsample``: the given weights (checked) or the zoo's model.
 
@@ -191,13 +165,20 @@ def load_network(weights, scale, downsample='direct', device='cpu', option='--we
         MZSRNet: In eval mode; ``net.inner_lrs`` (learned step sizes or None), ``net.record`` (the file's
         ``model_record`` or None) and ``net.weights_path`` set.
     """
-    path, record = choose_weights(weights, scale, downsample, option)
+    if weights is None:
+        path = zoo_model_for(scale, downsample).path
+    elif not osp.isfile(weights):
+        raise FileNotFoundError(f'{option} {weights}: file not found')
+    else:
+        path = weights
     try:
         net = load_mzsr_weights(path, scale, device)
     except (RuntimeError, ValueError, KeyError, EOFError, pickle.UnpicklingError) as error:
         reason = str(error).replace(f'{path}: ', '')  # the file is named once, in front
         raise ValueError(f'{option} {path}: cannot load MZSRNet weights from it ({reason})') from None
-    net.record, net.weights_path = record, path
+    if weights is not None:  # the zoo's own files serve what they are picked for
+        check_record(net.record, weights, scale, downsample, option)
+    net.weights_path = path
     return net
 
 
@@ -448,7 +429,7 @@ def save_outputs(result, out_dir, compare=False):
 
 __all__ = [
     'AUTO', 'ESTIMATE', 'GT_PATTERNS', 'KERNEL_HELP', 'KERNEL_PATTERNS', 'MODEL_ZOO', 'ImageResult', 'KernelChoice',
-    'ModelRecordWarning', 'RunSettings', 'adaptation_lrs', 'check_record', 'choose_weights', 'find_gt',
+    'ModelRecordWarning', 'RunSettings', 'adaptation_lrs', 'check_record', 'find_gt',
     'find_kernel_file', 'image_metrics', 'is_multiscale', 'list_inputs', 'load_network', 'photo_noise',
     'resolve_kernel', 'run_image', 'save_outputs', 'weights_record'
 ]

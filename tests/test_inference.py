@@ -125,6 +125,17 @@ def test_the_shipped_weights_say_what_they_are():
         assert inference.weights_record(model.path)['kind'] == model.name
 
 
+def test_a_weights_file_is_read_once_for_its_record_and_its_parameters(tmp_path, monkeypatch):
+    reads, load = [], torch.load
+    monkeypatch.setattr(torch, 'load', lambda path, *args, **kwargs: reads.append(path) or load(path, *args, **kwargs))
+    net = inference.load_network(None, 2, 'direct')
+    assert reads == [MODEL_ZOO['x2_direct'].path] and net.record['kind'] == 'x2_direct'
+    given = _weights(tmp_path / 'w.pth', MODEL_ZOO['x4_direct'].record())
+    assert inference.load_network(given, 4, 'direct').record['scales'] == [4] and reads[1:] == [given]
+    with pytest.raises(ValueError, match='is a x4_direct model'):
+        inference.load_network(given, 2, 'direct')
+
+
 def test_demo_at_x4_takes_the_zoo_model_and_refuses_x2_weights(zoo, tmp_path, capsys):
     demo.main(['--scale', '4', '--image', 'chelsea', '--out', str(tmp_path / 'demo'), '--device', 'cpu'])
     printed = capsys.readouterr().out
