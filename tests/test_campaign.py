@@ -318,9 +318,11 @@ def _zoo_install(tmp_path, monkeypatch, kinds):
     for kind in kinds:
         (weights / model_zoo.MODEL_ZOO[kind].weights).write_bytes(kind.encode())
         (tmp_path / kind).mkdir()
-        entry = {'meta_iter': 12, 'train_hours': 1.5, 'shipped': True, 'families': {
+        start = {'stage': 'meta', 'meta_iter': 0, 'train_hours': 0.0, 'score': 25.0, 'shipped': False, 'families': {
+            'random_x2': {'0': 26.0, '10': 27.5}, 'random_x4': {'0': 23.0, '10': 24.0}}}
+        entry = {'stage': 'meta', 'meta_iter': 12, 'train_hours': 1.5, 'score': 25.4, 'shipped': True, 'families': {
             'random_x2': {'0': 27.0, '10': 28.0}, 'random_x4': {'0': 24.0, '10': 24.2}}}
-        (tmp_path / kind / 'history.jsonl').write_text(json.dumps(entry) + '\n')
+        (tmp_path / kind / 'history.jsonl').write_text(json.dumps(start) + '\n' + json.dumps(entry) + '\n')
     return weights
 
 
@@ -351,9 +353,17 @@ def test_zoo_tables_targets_and_readme_table_are_generated(tmp_path, monkeypatch
     card, readme = tmp_path / 'CARD.md', tmp_path / 'README.md'
     card.write_text('# card\n')
     readme.write_text('# readme\n\n<!-- zoo -->\nold\n<!-- /zoo -->\n\nkept\n')
+    figure = tmp_path / 'figures' / 'zoo_training.png'
+    figure.parent.mkdir()
     for _ in range(2):  # idempotent
-        zoo_module.write_zoo('multiscale', card=str(card), readme=str(readme))
+        zoo_module.write_zoo('multiscale', card=str(card), readme=str(readme), figure=str(figure))
     text, zoo = card.read_text(), readme.read_text()
+    assert zoo.count('![campaigns](figures/zoo_training.png)') == 1 and figure.stat().st_size > 10000
+    plotted = zoo_module.plot_zoo_training(str(figure))
+    assert sorted(plotted) == ['multiscale', 'x2_direct', 'x4_direct']  # x2_bicubic has no history here
+    assert plotted['x4_direct']['hours'] == [0.0, 1.5]
+    assert plotted['x4_direct']['score_gained'] == pytest.approx([0.0, 0.4])
+    assert plotted['x4_direct']['adaptation_gain'] == pytest.approx([1.25, 0.6])
     assert text.count('<!-- measured:multiscale -->') == 1 and text.count('**Stale**') == 1  # the x4 table
     assert '| Set5 g^d_2.0 x3: MZSR(10) − bicubic | ≥ 2 dB | 2.50 | met |' in text
     assert 'old' not in zoo and 'kept' in zoo
