@@ -249,6 +249,37 @@ def test_report_is_generated_from_the_history(data, tmp_path, monkeypatch):
     assert osp.getsize(state / 'curve.png') > 10000
 
 
+def test_card_lists_one_work_period_per_resumed_run(data, tmp_path, monkeypatch):
+    state = tmp_path / 'x2_direct'
+    campaign(data, state, ship_to=str(tmp_path / 'w.pth')).run(10, max_iters=2)
+    second = dict(TINY, **{'meta:train.optim_g.lr': 5e-5})
+    campaign(data, state, ship_to=str(tmp_path / 'w.pth'), overrides=second).run(10, max_iters=3)
+    history = load_history(str(state))
+    assert [e['meta_iter'] for e in history] == [0, 2, 5]
+    monkeypatch.setattr(report_module, 'campaign_dir', lambda kind: str(state))
+    text = report_module.campaign_section('x2_direct')
+    table = text.split('Work periods', 1)[1].splitlines()
+    rows = [line for line in table if line.startswith('| 1 |') or line.startswith('| 2 |')]
+    assert len(rows) == 2 and '| 0 → 2 |' in rows[0] and '| 2 → 5 |' in rows[1] and 'lr=5e-05' in rows[1]
+    assert f'| {history[0]["score"]:.3f} → {history[1]["score"]:.3f} |' in rows[0]
+    assert f'| {history[1]["score"]:.3f} → {history[2]["score"]:.3f} |' in rows[1]  # starts where period 1 ended
+    best = max(history[1:], key=lambda e: e['score'])
+    assert f'{best["score"]:.3f} ({best["meta_iter"]})' in rows[0] + rows[1]
+
+
+def test_work_periods_merge_runs_without_evaluation_and_close_killed_ones():
+    segments = [{'started': 'a', 'machine': 'm', 'start_meta_iter': 0, 'meta_iters': 10},
+                {'started': 'b', 'machine': 'm', 'start_meta_iter': 10, 'meta_iters': 0},  # old: no 'overrides'
+                {'started': 'c', 'machine': 'm', 'overrides': {}, 'start_meta_iter': 10},  # killed: no length
+                {'started': 'd', 'machine': 'm', 'overrides': {'x': 1}, 'start_meta_iter': 30}]
+    history = [{'meta_iter': i, 'score': float(i)} for i in (0, 10, 20, 30, 40)]
+    periods = report_module.work_periods(segments, history)
+    assert [(p['started'], p['start_iter'], p['end_iter']) for p in periods] == [('a', 0, 10), ('b', 10, 30),
+                                                                                 ('d', 30, 40)]
+    assert [[e['meta_iter'] for e in p['entries']] for p in periods] == [[0, 10], [20, 30], [40]]
+    assert periods[2]['overrides'] == {'x': 1}
+
+
 def _measured_folder(folder, weights_sha):
     """A campaign folder with one shipped history entry and Figure 3 / Table 2 outputs of the given weights."""
     folder.mkdir()

@@ -14,12 +14,13 @@ in the text, never passed off as the shipped weights'.
 """
 import json
 import numpy as np
+import torch
 from os import path as osp
 
 from mzsr_plugin.evaluation import file_sha256
 from mzsr_plugin.utils.figures import new_figure
 from .kinds import CAMPAIGN_KINDS, ROOT, WEIGHTS_DIR, campaign_dir
-from .runner import default_ship_path, load_history
+from .runner import STATE_FILE, default_ship_path, load_history
 from .selection import MIN_ADAPTATION_GAIN, adaptation_gain, selection_plan
 
 MAX_ROWS = 16
@@ -105,6 +106,63 @@ def _trajectory_rows(history):
     return lines
 
 
+def work_periods(segments, history):
+    """The campaign's work periods: one per resumed segment (``state.pth``'s ``segments``), each with the
+    evaluations it added. A segment that added no evaluation (stopped early, then restarted) is merged into the next
+    one with the same overrides; a segment killed before it recorded its length ends where the next one resumed.
+
+    Args:
+        segments (list[dict]): ``state['segments']``: ``started``, ``machine``, ``overrides``, ``start_meta_iter``,
+            ``meta_iters``.
+        history (list[dict]): The evaluations, oldest first.
+
+    Returns:
+        list[dict]: ``started``, ``machine``, ``overrides``, ``start_iter``, ``end_iter``, ``entries`` (the
+        evaluations after ``start_iter`` up to ``end_iter``; the first period also holds the evaluation at its start).
+    """
+    periods = []
+    for i, seg in enumerate(segments):
+        start = seg['start_meta_iter']
+        # A killed segment never recorded its length: it ended where the next one resumed.
+        if i + 1 < len(segments):
+            end = segments[i + 1]['start_meta_iter']
+        elif 'meta_iters' in seg:
+            end = start + seg['meta_iters']
+        else:
+            end = max([start] + [e['meta_iter'] for e in history])
+        entries = [e for e in history if start < e['meta_iter'] <= end or (i == 0 and e['meta_iter'] == start)]
+        if periods and not periods[-1]['entries'] and periods[-1]['overrides'] == seg.get('overrides', {}):
+            periods[-1].update(end_iter=end, entries=entries)
+            continue
+        periods.append({'started': seg['started'], 'machine': seg['machine'], 'overrides': seg.get('overrides', {}),
+                        'start_iter': start, 'end_iter': end, 'entries': entries})
+    return periods
+
+
+def _period_rows(periods):
+    lines = ['Work periods (one per `campaign` run that resumed the state; generated from `state.pth` and the '
+             'history): selection score where each period started and ended, and the best it reached.', '',
+             '| period | started | machine | overrides | meta it | training hours | score start → end '
+             '| best (meta it) | shipped |', '|---' * 9 + '|']
+    previous = None
+    for n, p in enumerate(periods, 1):
+        entries = p['entries']
+        first = previous or (entries[0] if entries else None)
+        best = max(entries, key=lambda e: e['score']) if entries else None
+        cells = [str(n), p['started'].replace('T', ' ')[:16], p['machine'], _overrides(p['overrides']) or '—',
+                 f'{p["start_iter"]} → {p["end_iter"]}']
+        if entries:
+            cells += [f'{first["train_hours"]:.2f} → {entries[-1]["train_hours"]:.2f}',
+                      f'{first["score"]:.3f} → {entries[-1]["score"]:.3f}',
+                      f'{best["score"]:.3f} ({best["meta_iter"]})',
+                      ', '.join(str(e['meta_iter']) for e in entries if e.get('shipped')) or '—']
+        else:
+            cells += ['no evaluation'] * 3 + ['—']
+        lines.append('| ' + ' | '.join(cells) + ' |')
+        previous = entries[-1] if entries else previous
+    return lines
+
+
 def _recipe_rows(recipes):
     lines = [f'Recipe comparison (`scripts/train_weights.py compare`): {recipes["minutes_each"]:g} minutes each, '
              f'{recipes["parallel"]} at a time, all from `{recipes["init"]}`; PSNR on the selection set after '
@@ -151,6 +209,11 @@ def campaign_section(kind):
                   '']
     plot_history(history, osp.join(folder, 'curve.png'), f'MZSR {kind} campaign: selection-set PSNR')
     lines += [f'![training curve](campaign/{kind}/curve.png)', ''] + _trajectory_rows(history)
+    state_file = osp.join(folder, STATE_FILE)
+    if osp.isfile(state_file):
+        # Our own file, with scheduler state (Counter) that weights_only refuses.
+        segments = torch.load(state_file, map_location='cpu', weights_only=False)['segments']
+        lines += [''] + _period_rows(work_periods(segments, history))
     recipes_file = osp.join(folder, 'recipes.json')
     if osp.isfile(recipes_file):
         with open(recipes_file) as f:
