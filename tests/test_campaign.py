@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import torch
+import yaml
 import zipfile
 from os import path as osp
 
@@ -265,6 +266,21 @@ def test_card_lists_one_work_period_per_resumed_run(data, tmp_path, monkeypatch)
     assert f'| {history[1]["score"]:.3f} → {history[2]["score"]:.3f} |' in rows[1]  # starts where period 1 ended
     best = max(history[1:], key=lambda e: e['score'])
     assert f'{best["score"]:.3f} ({best["meta_iter"]})' in rows[0] + rows[1]
+    # TINY: 2 tasks of 1 + 1 patches of 16² per meta-iteration
+    assert 'Meta-training so far: 5 meta-iterations, 10 tasks (0.00% of the official 500,000), 5.12e+03 HR' in text
+
+
+def test_meta_training_volume_counts_each_period_with_its_overrides():
+    later = {'meta:datasets.train.batch_size_per_gpu': 4, 'pretrain:datasets.train.gt_size': 8}
+    periods = [{'start_iter': 0, 'end_iter': 10, 'overrides': {}},
+               {'start_iter': 10, 'end_iter': 30, 'overrides': later}]
+    volume = report_module.meta_training_volume('x2_direct', periods)
+    with open(osp.join(ROOT, 'options', CAMPAIGN_KINDS['x2_direct'].meta_options)) as f:
+        train = yaml.safe_load(f)['datasets']['train']
+    tasks = 10 * train['batch_size_per_gpu'] + 20 * 4
+    assert volume['meta_iters'] == 30 and volume['tasks'] == tasks
+    assert volume['pixels'] == tasks * (train['num_support'] + train['num_query']) * train['gt_size']**2
+    assert volume['official_tasks'] == 500000 and volume['official_pixels'] == 500000 * 16 * 64 * 64
 
 
 def test_work_periods_merge_runs_without_evaluation_and_close_killed_ones():

@@ -12,18 +12,22 @@ the campaign folder (``figure3.json`` of ``scripts/plot_adaptation.py``, ``table
 records the SHA-256 of the weights it measured: numbers of other weights than the shipped ones are flagged as stale
 in the text, never passed off as the shipped weights'.
 """
+import copy
 import json
 import numpy as np
 import torch
+import yaml
 from os import path as osp
 
 from mzsr_plugin.evaluation import file_sha256
 from mzsr_plugin.utils.figures import new_figure
-from .kinds import CAMPAIGN_KINDS, ROOT, WEIGHTS_DIR, campaign_dir
-from .runner import STATE_FILE, default_ship_path, load_history
+from .kinds import CAMPAIGN_KINDS, OPTIONS_DIR, ROOT, WEIGHTS_DIR, campaign_dir
+from .runner import STATE_FILE, apply_overrides, default_ship_path, load_history
 from .selection import MIN_ADAPTATION_GAIN, adaptation_gain, selection_plan
 
 MAX_ROWS = 16
+# The released models' meta-training: 100k iterations of 5 tasks, each 8 support + 8 query HR patches of 64².
+OFFICIAL_META = {'meta_iters': 100000, 'tasks': 5, 'patches': 16, 'gt_size': 64}
 
 
 def families(entries):
@@ -163,6 +167,45 @@ def _period_rows(periods):
     return lines
 
 
+def meta_training_volume(kind, periods):
+    """How much meta-training the work periods did, counted as tasks and HR patch pixels (support + query), each
+    period with the kind's meta option file and that period's ``--set`` overrides.
+
+    Args:
+        kind (str): A key of :data:`CAMPAIGN_KINDS`.
+        periods (list[dict]): :func:`work_periods`.
+
+    Returns:
+        dict: ``meta_iters``, ``tasks``, ``pixels`` and the same for the official run (``official_*``).
+    """
+    with open(osp.join(OPTIONS_DIR, CAMPAIGN_KINDS[kind].meta_options)) as f:
+        base = yaml.safe_load(f)
+    volume = {'meta_iters': 0, 'tasks': 0, 'pixels': 0}
+    for p in periods:
+        opt = apply_overrides(copy.deepcopy(base), {key.split(':', 1)[-1]: value for key, value in
+                                                    p['overrides'].items() if key.split(':', 1)[0] != 'pretrain'})
+        train = opt['datasets']['train']
+        iters = p['end_iter'] - p['start_iter']
+        volume['meta_iters'] += iters
+        volume['tasks'] += iters * train['batch_size_per_gpu']
+        volume['pixels'] += (iters * train['batch_size_per_gpu'] * (train['num_support'] + train['num_query']) *
+                             train['gt_size']**2)
+    o = OFFICIAL_META
+    volume.update(official_meta_iters=o['meta_iters'], official_tasks=o['meta_iters'] * o['tasks'],
+                  official_pixels=o['meta_iters'] * o['tasks'] * o['patches'] * o['gt_size']**2)
+    return volume
+
+
+def _volume_line(volume):
+    return (f'Meta-training so far: {volume["meta_iters"]:,} meta-iterations, {volume["tasks"]:,} tasks '
+            f'({100 * volume["tasks"] / volume["official_tasks"]:.2f}% of the official {volume["official_tasks"]:,}), '
+            f'{volume["pixels"]:.3g} HR patch pixels, support + query '
+            f'({100 * volume["pixels"] / volume["official_pixels"]:.2f}% of the official '
+            f'{volume["official_pixels"]:.3g}: {OFFICIAL_META["meta_iters"]:,} iterations × {OFFICIAL_META["tasks"]} '
+            f'tasks × {OFFICIAL_META["patches"]} patches of {OFFICIAL_META["gt_size"]}²); counted with the option file '
+            'as it is now and each period\'s overrides.')
+
+
 def _recipe_rows(recipes):
     lines = [f'Recipe comparison (`scripts/train_weights.py compare`): {recipes["minutes_each"]:g} minutes each, '
              f'{recipes["parallel"]} at a time, all from `{recipes["init"]}`; PSNR on the selection set after '
@@ -213,7 +256,8 @@ def campaign_section(kind):
     if osp.isfile(state_file):
         # Our own file, with scheduler state (Counter) that weights_only refuses.
         segments = torch.load(state_file, map_location='cpu', weights_only=False)['segments']
-        lines += [''] + _period_rows(work_periods(segments, history))
+        periods = work_periods(segments, history)
+        lines += [''] + _period_rows(periods) + ['', _volume_line(meta_training_volume(kind, periods))]
     recipes_file = osp.join(folder, 'recipes.json')
     if osp.isfile(recipes_file):
         with open(recipes_file) as f:
