@@ -422,6 +422,43 @@ def test_zoo_tables_targets_and_readme_table_are_generated(tmp_path, monkeypatch
     assert '1.5 CPU h, 12 meta-it' in zoo
 
 
+def test_period_scores_start_where_the_previous_period_ended():
+    history = [{'meta_iter': i, 'score': score, 'train_hours': hours}
+               for i, score, hours in ((0, 25.0, 0.0), (6, 25.3, 1.0), (9, 25.2, 1.2), (12, 25.4, 1.5))]
+    periods = [{'entries': history[:2]}, {'entries': []}, {'entries': history[2:]}]
+    first, empty, last = report_module.period_scores(periods)
+    assert empty is None and first['first'] is history[0] and last['first'] is history[1]
+    assert first['gain_per_hour'] == pytest.approx(0.3 / 1.0) and last['gain_per_hour'] == pytest.approx(0.1 / 0.5)
+    assert last['best'] is history[3] and last['last'] is history[3]
+    assert report_module.period_scores([{'entries': history[:1]}])[0]['gain_per_hour'] is None  # no length
+
+
+def test_zoo_block_says_where_each_campaign_stands(tmp_path, monkeypatch):
+    _zoo_install(tmp_path, monkeypatch, ['x4_direct'])
+    history = [{'stage': 'meta', 'meta_iter': i, 'train_hours': hours, 'score': score, 'families': {}}
+               for i, score, hours in ((0, 25.0, 0.0), (6, 25.3, 1.0), (12, 25.4, 1.5))]
+    (tmp_path / 'x4_direct' / 'history.jsonl').write_text(''.join(json.dumps(e) + '\n' for e in history))
+    later = {'meta:datasets.train.batch_size_per_gpu': 4}
+    segments = [{'started': '2026-12-01T10:00', 'machine': 'm', 'overrides': {}, 'start_meta_iter': 0, 'meta_iters': 6},
+                {'started': '2026-12-02T10:00', 'machine': 'm', 'overrides': later, 'start_meta_iter': 6,
+                 'meta_iters': 6}]
+    torch.save({'segments': segments}, str(tmp_path / 'x4_direct' / runner_module.STATE_FILE))
+    with open(osp.join(ROOT, 'options', CAMPAIGN_KINDS['x4_direct'].meta_options)) as f:
+        train = yaml.safe_load(f)['datasets']['train']
+    tasks = 6 * train['batch_size_per_gpu'] + 6 * 4
+    pixels = tasks * (train['num_support'] + train['num_query']) * train['gt_size']**2
+    rows = zoo_module.standing_rows()
+    assert len(rows) == 3  # header, rule, x4_direct: the other campaigns have no state here
+    # 1.5 h for 12 meta-iterations: 450 s each, 100k of them 12,500 h
+    assert rows[2] == (f'| x4_direct | 2 | 1.50 h, 12 meta-it | 450.0 | 12,500 h | {100 * tasks / 500000:.2f}% / '
+                       f'{100 * pixels / (500000 * 16 * 64**2):.2f}% | 25.000 → 25.400 (12) | 0.300 → 0.200 |')
+    readme = tmp_path / 'README.md'
+    readme.write_text('<!-- zoo -->\n<!-- /zoo -->\n')
+    zoo_module.write_zoo('x4_direct', card=str(tmp_path / 'CARD.md'), readme=str(readme),
+                         figure=str(tmp_path / 'zoo.png'))
+    assert rows[2] in readme.read_text() and 'Where the campaigns stand' in readme.read_text()
+
+
 def test_measure_refuses_a_model_that_is_not_shipped(tmp_path):
     env = dict(os.environ, MZSR_WEIGHTS_DIR=str(tmp_path))
     run = subprocess.run([sys.executable, osp.join(ROOT, 'scripts', 'train_weights.py'), 'report', '--model',

@@ -143,27 +143,62 @@ def work_periods(segments, history):
     return periods
 
 
+def period_scores(periods):
+    """The selection scores of each work period: where it started (the previous period's last evaluation, or its
+    own first), its last evaluation and its best one.
+
+    Args:
+        periods (list[dict]): :func:`work_periods`.
+
+    Returns:
+        list[dict | None]: Per period ``first``, ``last``, ``best`` (history entries) and ``gain_per_hour`` (best
+        score minus the start's, per training hour of the period; None for a period of no length); None for a
+        period without evaluations.
+    """
+    scores, previous = [], None
+    for p in periods:
+        entries = p['entries']
+        if not entries:
+            scores.append(None)
+            continue
+        first = previous or entries[0]
+        best = max(entries, key=lambda e: e['score'])
+        hours = entries[-1]['train_hours'] - first['train_hours']
+        scores.append({'first': first, 'last': entries[-1], 'best': best,
+                       'gain_per_hour': (best['score'] - first['score']) / hours if hours > 0 else None})
+        previous = entries[-1]
+    return scores
+
+
+def load_periods(folder):
+    """The work periods of a campaign folder (:func:`work_periods` of its ``state.pth`` and history); [] without a
+    state."""
+    state_file = osp.join(folder, STATE_FILE)
+    if not osp.isfile(state_file):
+        return []
+    # Our own file, with scheduler state (Counter) that weights_only refuses.
+    segments = torch.load(state_file, map_location='cpu', weights_only=False)['segments']
+    return work_periods(segments, load_history(folder))
+
+
 def _period_rows(periods):
     lines = ['Work periods (one per `campaign` run that resumed the state; generated from `state.pth` and the '
-             'history): selection score where each period started and ended, and the best it reached.', '',
+             'history): selection score where each period started and ended, the best it reached, and that gain '
+             'per training hour of the period.', '',
              '| period | started | machine | overrides | meta it | training hours | score start → end '
-             '| best (meta it) | shipped |', '|---' * 9 + '|']
-    previous = None
-    for n, p in enumerate(periods, 1):
-        entries = p['entries']
-        first = previous or (entries[0] if entries else None)
-        best = max(entries, key=lambda e: e['score']) if entries else None
+             '| best (meta it) | dB/h | shipped |', '|---' * 10 + '|']
+    for n, (p, s) in enumerate(zip(periods, period_scores(periods)), 1):
         cells = [str(n), p['started'].replace('T', ' ')[:16], p['machine'], _overrides(p['overrides']) or '—',
                  f'{p["start_iter"]} → {p["end_iter"]}']
-        if entries:
-            cells += [f'{first["train_hours"]:.2f} → {entries[-1]["train_hours"]:.2f}',
-                      f'{first["score"]:.3f} → {entries[-1]["score"]:.3f}',
-                      f'{best["score"]:.3f} ({best["meta_iter"]})',
-                      ', '.join(str(e['meta_iter']) for e in entries if e.get('shipped')) or '—']
+        if s:
+            rate = s['gain_per_hour']
+            cells += [f'{s["first"]["train_hours"]:.2f} → {s["last"]["train_hours"]:.2f}',
+                      f'{s["first"]["score"]:.3f} → {s["last"]["score"]:.3f}',
+                      f'{s["best"]["score"]:.3f} ({s["best"]["meta_iter"]})', '—' if rate is None else f'{rate:.3f}',
+                      ', '.join(str(e['meta_iter']) for e in p['entries'] if e.get('shipped')) or '—']
         else:
-            cells += ['no evaluation'] * 3 + ['—']
+            cells += ['no evaluation'] * 4 + ['—']
         lines.append('| ' + ' | '.join(cells) + ' |')
-        previous = entries[-1] if entries else previous
     return lines
 
 
@@ -252,11 +287,8 @@ def campaign_section(kind):
                   '']
     plot_history(history, osp.join(folder, 'curve.png'), f'MZSR {kind} campaign: selection-set PSNR')
     lines += [f'![training curve](campaign/{kind}/curve.png)', ''] + _trajectory_rows(history)
-    state_file = osp.join(folder, STATE_FILE)
-    if osp.isfile(state_file):
-        # Our own file, with scheduler state (Counter) that weights_only refuses.
-        segments = torch.load(state_file, map_location='cpu', weights_only=False)['segments']
-        periods = work_periods(segments, history)
+    periods = load_periods(folder)
+    if periods:
         lines += [''] + _period_rows(periods) + ['', _volume_line(meta_training_volume(kind, periods))]
     recipes_file = osp.join(folder, 'recipes.json')
     if osp.isfile(recipes_file):
