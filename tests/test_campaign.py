@@ -459,6 +459,43 @@ def test_zoo_block_says_where_each_campaign_stands(tmp_path, monkeypatch):
     assert rows[2] in readme.read_text() and 'Where the campaigns stand' in readme.read_text()
 
 
+def test_compare_init_records_each_start_and_the_one_ahead(data, tmp_path):
+    val = tmp_path / 'val'
+    write_images(str(val), len(SELECTION_PLAN), 256, 256, seed=3)
+    torch.manual_seed(1)
+    other = tmp_path / 'other.pth'
+    torch.save({'params': MZSRNet(num_feat=8, num_conv=3).state_dict()}, other)
+    out = tmp_path / 'init_comparison.json'
+    cli = [sys.executable, '-m', 'mzsr_plugin.campaign.cli', 'compare-init', '--model', 'x2_direct', '--train-dir',
+           str(data / 'train'), '--val-dir', str(val), '--device', 'cpu', '--work-dir', str(tmp_path / 'work')]
+    sets = [arg for key, value in TINY.items() for arg in ('--set', f'{key}={value}')]
+    run = subprocess.run(cli + sets + ['--init', f'seed 0={data / "init.pth"}', '--init', f'seed 1={other}',
+                                       '--minutes', '5', '--max-iters', '2', '--out', str(out)],
+                         capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    record = json.loads(out.read_text())
+    assert list(record['inits']) == ['seed 0', 'seed 1']
+    for trajectory in record['inits'].values():
+        assert [e['meta_iter'] for e in trajectory] == [0, 2]  # the start, then the end of the 2 iterations
+        assert trajectory[0]['score'] != trajectory[1]['score']
+    assert record['ahead'] == max(record['inits'], key=lambda name: record['inits'][name][-1]['score'])
+    assert record['question'] == 'x2 direct: start meta-transfer from seed 0 or from seed 1?'
+    assert 'one CPU thread each, same recipe (lslr_wide)' in record['how']
+    rows = report_module._init_rows(record)
+    loser = next(name for name in record['inits'] if name != record['ahead'])
+    lead = record['inits'][record['ahead']][1]['score'] - record['inits'][loser][1]['score']
+    assert f'| {record["ahead"]} (**ahead**) |' in '\n'.join(rows)
+    assert rows[-1].startswith(f'Ahead at the last evaluation: {record["ahead"]}; its lead over {loser} at each '
+                               f'later evaluation: {lead:+.2f} dB')
+    for bad, message in (([f'--init={data / "init.pth"}'], 'expected NAME=WEIGHTS'),
+                         (['--init', f'a={data / "init.pth"}'], 'needs two --init NAME=WEIGHTS or more to compare'),
+                         (['--init', f'a={data / "init.pth"}', '--init', 'b=missing.pth'],
+                          'no weights file missing.pth')):
+        run = subprocess.run(cli + bad + ['--out', str(tmp_path / 'never.json')], capture_output=True, text=True,
+                             timeout=120, cwd=ROOT)
+        assert run.returncode != 0 and message in run.stderr and not (tmp_path / 'never.json').exists()
+
+
 def test_measure_refuses_a_model_that_is_not_shipped(tmp_path):
     env = dict(os.environ, MZSR_WEIGHTS_DIR=str(tmp_path))
     run = subprocess.run([sys.executable, osp.join(ROOT, 'scripts', 'train_weights.py'), 'report', '--model',

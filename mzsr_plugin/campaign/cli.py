@@ -7,6 +7,9 @@ Subcommands (``--model`` is one of x2_direct, x2_bicubic, x4_direct, multiscale)
   the selection score improves. A new campaign pretrains (stage 1) unless ``--init`` gives weights to start from.
 - ``compare``: run several recipes for a few minutes each from the same weights, side by side, and record the
   held-out PSNR each reached per CPU-hour (``recipes.json``), without touching the shipped weights.
+- ``compare-init``: run the same recipe from several starting weights side by side (``--init NAME=WEIGHTS``, twice
+  or more), evaluating every ``--eval-minutes``, and record each start's selection-score trajectory and the one
+  ahead at the end (``init_comparison.json``, rendered in the model card), without touching the shipped weights.
 - ``report``: regenerate the model card's campaign section and training curve from the history, and the model
   card's and README's measured numbers from the benchmark outputs in the campaign folder; ``--measure`` first
   reruns those benchmarks for the shipped weights (``bench_table2.py`` on Set5 with ZSSR from its per-image cache,
@@ -21,6 +24,8 @@ Examples::
 
     python scripts/train_weights.py campaign --model x2_direct --minutes 150 --device cpu
     python scripts/train_weights.py compare --model x2_direct --minutes 8 --parallel 2
+    python scripts/train_weights.py compare-init --model x2_bicubic --minutes 30 \
+        --init 'x2 direct meta-weights=mzsr_plugin/weights/mzsr_x2_direct.pth' --init 'bicubic-pretrained=theta_T.pth'
     python scripts/train_weights.py report --model x2_direct --measure
     mzsr-campaign campaign --model x4_direct --minutes 60 --train-dir DIV2K_HR --val-dir my_heldout --init w.pth
 """
@@ -105,6 +110,16 @@ def parse_args(argv=None):
     compare.add_argument('--minutes', type=float, default=8.0, help='budget per recipe')
     compare.add_argument('--parallel', type=int, default=2, help='recipes run at once (one CPU thread each on CPU)')
     compare.add_argument('--init', help='weights every recipe starts from (default: the shipped weights)')
+    inits = sub.add_parser('compare-init', help='short side-by-side campaigns of one recipe from several starts')
+    add_common(inits)
+    inits.add_argument('--init', action='append', default=[], metavar='NAME=WEIGHTS', dest='inits',
+                       help='a starting point (a .pth of MZSRNet weights) and its name in the card; twice or more')
+    inits.add_argument('--recipe', default='lslr_wide', choices=sorted(RECIPES), help='the recipe every start runs')
+    inits.add_argument('--minutes', type=float, default=35.0, help='budget per start')
+    inits.add_argument('--eval-minutes', type=float, default=12.0, help='selection-set evaluations every so often')
+    inits.add_argument('--parallel', type=int, default=2, help='starts run at once (one CPU thread each on CPU)')
+    inits.add_argument('--out', help='the record (default: init_comparison.json of the committed campaign folder)')
+    inits.add_argument('--max-iters', type=int, help='stop each start after this many iterations (smoke tests)')
     report = sub.add_parser('report', help='model card section and training curve from the history')
     report.add_argument('--model', default='x2_direct', choices=sorted(CAMPAIGN_KINDS))
     report.add_argument('--measure', action='store_true',
@@ -205,54 +220,78 @@ def report(kind):
     return section
 
 
-def run_compare(args):
-    recipes = args.recipes.split(',')
-    unknown = sorted(set(recipes) - set(RECIPES))
-    if unknown:
-        raise SystemExit(f'--recipes: unknown {unknown}; known: {sorted(RECIPES)}')
-    init = args.init or default_ship_path(args.model)
-    trials = osp.join(args.work_dir, f'compare_{args.model}')
+def run_side_by_side(args, trials, eval_minutes, max_iters=None):
+    """Runs one trial campaign per entry of ``trials``, ``args.parallel`` at a time, ``args.minutes`` each, never
+    shipping (each in its own state folder under ``args.work_dir``).
+
+    Args:
+        args (argparse.Namespace): ``compare`` or ``compare-init`` arguments.
+        trials (dict[str, list[str]]): Trial name -> its extra ``campaign`` arguments (``--recipe``, ``--init``).
+        eval_minutes (float): Selection-set evaluation interval of each trial.
+        max_iters (int | None): Iteration cap of each trial (smoke tests).
+
+    Returns:
+        tuple[dict[str, list[dict]], int | None]: The histories of the trials that finished with at least two
+        evaluations, and the CPU threads each had (None on a GPU).
+    """
     threads = max(1, (os.cpu_count() or 2) // args.parallel) if args.device == 'cpu' else None
-    pending, running, results = list(recipes), [], {}
+    pending, running, histories = list(trials), [], {}
     while pending or running:
         while pending and len(running) < args.parallel:
-            recipe = pending.pop(0)
-            state_dir = osp.join(trials, recipe)
+            name = pending.pop(0)
+            state_dir = osp.join(args.work_dir, f'{args.command}_{args.model}', re.sub(r'[^\w.-]+', '_', name))
             shutil.rmtree(state_dir, ignore_errors=True)
             cmd = [sys.executable, '-m', 'mzsr_plugin.campaign.cli', 'campaign', '--model', args.model, '--minutes',
-                   str(args.minutes), '--recipe', recipe, '--init', init, '--state-dir', state_dir, '--no-ship',
-                   '--train-dir', args.train_dir, '--val-dir', args.val_dir, '--device', args.device,
-                   '--eval-minutes', str(args.minutes * 2), '--work-dir', osp.join(state_dir, 'work')]
+                   str(args.minutes), *trials[name], '--state-dir', state_dir, '--no-ship', '--train-dir',
+                   args.train_dir, '--val-dir', args.val_dir, '--device', args.device, '--eval-minutes',
+                   str(eval_minutes), '--work-dir', osp.join(state_dir, 'work')]
             if threads:
                 cmd += ['--threads', str(threads)]
             if args.lmdb:
                 cmd.append('--lmdb')
+            if max_iters:
+                cmd += ['--max-iters', str(max_iters)]
             for item in args.set:
                 cmd += ['--set', item]
             os.makedirs(state_dir, exist_ok=True)
             log = open(osp.join(state_dir, 'log.txt'), 'w')
-            print(f'[{recipe}] started', flush=True)
-            running.append((recipe, state_dir, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log))
-        time.sleep(5)
+            print(f'[{name}] started', flush=True)
+            running.append((name, state_dir, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log))
+        time.sleep(1 if max_iters else 5)
         for item in list(running):
-            recipe, state_dir, proc, log = item
+            name, state_dir, proc, log = item
             if proc.poll() is None:
                 continue
             log.close()
             running.remove(item)
             history = load_history(state_dir)
             if proc.returncode or len(history) < 2:
-                print(f'[{recipe}] failed (exit {proc.returncode}); see {osp.join(state_dir, "log.txt")}')
+                print(f'[{name}] failed (exit {proc.returncode}); see {osp.join(state_dir, "log.txt")}')
                 continue
-            start, end = history[0], history[-1]
-            results[recipe] = {
-                'overrides': RECIPES[recipe], 'meta_iters': end['meta_iter'], 'train_hours': end['train_hours'],
-                'machine': end['machine'], 'threads': threads, 'start': start['families'], 'end': end['families'],
-                'score_start': start['score'], 'score_end': end['score'],
-                'score_gain_per_hour': (end['score'] - start['score']) / max(end['train_hours'], 1e-9)
-            }
-            print(f'[{recipe}] {end["meta_iter"]} iterations, score {start["score"]:.3f} -> {end["score"]:.3f}',
-                  flush=True)
+            histories[name] = history
+            print(f'[{name}] {history[-1]["meta_iter"]} iterations, score {history[0]["score"]:.3f} -> '
+                  f'{history[-1]["score"]:.3f}', flush=True)
+    return histories, threads
+
+
+def run_compare(args):
+    recipes = args.recipes.split(',')
+    unknown = sorted(set(recipes) - set(RECIPES))
+    if unknown:
+        raise SystemExit(f'--recipes: unknown {unknown}; known: {sorted(RECIPES)}')
+    init = args.init or default_ship_path(args.model)
+    # Evaluations only at the start and the end: the budget goes to training.
+    histories, threads = run_side_by_side(args, {r: ['--recipe', r, '--init', init] for r in recipes},
+                                          args.minutes * 2)
+    results = {}
+    for recipe, history in histories.items():
+        start, end = history[0], history[-1]
+        results[recipe] = {
+            'overrides': RECIPES[recipe], 'meta_iters': end['meta_iter'], 'train_hours': end['train_hours'],
+            'machine': end['machine'], 'threads': threads, 'start': start['families'], 'end': end['families'],
+            'score_start': start['score'], 'score_end': end['score'],
+            'score_gain_per_hour': (end['score'] - start['score']) / max(end['train_hours'], 1e-9)
+        }
     print_comparison(results)
     out = osp.join(campaign_dir(args.model), 'recipes.json')
     os.makedirs(osp.dirname(out), exist_ok=True)
@@ -260,6 +299,70 @@ def run_compare(args):
         json.dump({'minutes_each': args.minutes, 'parallel': args.parallel, 'init': osp.relpath(init, ROOT),
                    'results': results}, f, indent=1)
     print(f'wrote {out}')
+
+
+def parse_inits(items):
+    """``--init NAME=WEIGHTS`` pairs as {name: path}; at least two, each an existing file."""
+    inits = {}
+    for item in items:
+        name, sep, path = item.partition('=')
+        if not sep or not name or not path:
+            raise SystemExit(f'--init {item!r}: expected NAME=WEIGHTS, e.g. "x2 direct meta-weights='
+                             'mzsr_plugin/weights/mzsr_x2_direct.pth"')
+        if not osp.isfile(path):
+            raise SystemExit(f'--init {item!r}: no weights file {path}')
+        if name in inits:
+            raise SystemExit(f'--init {item!r}: the name {name!r} is given twice')
+        inits[name] = path
+    if len(inits) < 2:
+        raise SystemExit(f'compare-init needs two --init NAME=WEIGHTS or more to compare; got {len(inits)}')
+    return inits
+
+
+def init_comparison(kind, histories, recipe, minutes, threads):
+    """The record of a starting-point comparison, as the model card renders it (:func:`~.report._init_rows`).
+
+    Args:
+        kind (str): The campaign kind.
+        histories (dict[str, list[dict]]): Start name -> its trial's evaluations, oldest first.
+        recipe (str): The recipe every start ran.
+        minutes (float): Budget per start.
+        threads (int | None): CPU threads per start (None on a GPU).
+
+    Returns:
+        dict: ``question``, ``how``, ``machine``, ``inits`` (name -> trajectory of ``meta_iter``, ``train_hours``,
+        ``score``, ``families``, cut to the evaluations every start reached) and ``ahead`` (the start with the
+        best score at the last common evaluation).
+    """
+    common = min(len(history) for history in histories.values())
+    inits = {name: [{key: e[key] for key in ('meta_iter', 'train_hours', 'score', 'families')}
+                    for e in history[:common]] for name, history in histories.items()}
+    names = list(inits)
+    machine = histories[names[0]][common - 1]['machine']
+    on = 'one CPU thread each' if threads == 1 else f'{threads} CPU threads each' if threads else 'one GPU each'
+    return {'question': f'{kind.replace("_", " ")}: start meta-transfer from ' + ' or from '.join(names) + '?',
+            'how': f'{len(names)} campaigns side by side, {minutes:g} minutes each, {on}, same recipe ({recipe}), '
+                   'same selection set',
+            'machine': machine, 'inits': inits, 'ahead': max(names, key=lambda n: inits[n][-1]['score'])}
+
+
+def run_compare_init(args):
+    inits = parse_inits(args.inits)
+    histories, threads = run_side_by_side(
+        args, {name: ['--recipe', args.recipe, '--init', path] for name, path in inits.items()}, args.eval_minutes,
+        args.max_iters)
+    failed = sorted(set(inits) - set(histories))
+    if failed:
+        raise SystemExit(f'compare-init: {failed} did not finish with two evaluations (logs under {args.work_dir}); '
+                         'nothing written')
+    record = init_comparison(args.model, histories, args.recipe, args.minutes, threads)
+    out = args.out or osp.join(campaign_dir(args.model), 'init_comparison.json')
+    os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
+    with open(out, 'w') as f:
+        json.dump(record, f, indent=1)
+    for name, trajectory in record['inits'].items():
+        print(f'{name:<50} ' + '  '.join(f'{e["train_hours"]:.2f} h {e["score"]:.3f}' for e in trajectory))
+    print(f'ahead at the last evaluation: {record["ahead"]}; wrote {out}')
 
 
 def print_comparison(results):
@@ -284,6 +387,8 @@ def main(argv=None):
         run_campaign(args)
     elif args.command == 'compare':
         run_compare(args)
+    elif args.command == 'compare-init':
+        run_compare_init(args)
     else:
         if args.measure:
             measure(args.model, args.device, zssr=not args.no_zssr)

@@ -302,22 +302,24 @@ def campaign_section(kind):
 
 
 def _init_rows(comparison):
-    """The starting-point comparison of a campaign (``init_comparison.json``): selection score against hours."""
-    lines = [f'Starting point, measured before the campaign went on: {comparison["question"]} {comparison["how"]} '
+    """The starting-point comparison of a campaign (``init_comparison.json`` of ``compare-init``): selection score
+    against hours, and the start ahead at the last evaluation."""
+    first = next(iter(comparison['inits'].values()))
+    lines = [f'Starting point, measured side by side: {comparison["question"]} {comparison["how"]} '
              f'({comparison["machine"]}). Selection score (mean PSNR after 10 steps) at each evaluation:', '',
-             '| start | ' + ' | '.join(f'{e["train_hours"]:.2f} h' for e in next(iter(comparison['inits'].values())))
-             + ' | gain |', '|---' * (len(next(iter(comparison['inits'].values()))) + 2) + '|']
+             '| start | ' + ' | '.join(f'{e["train_hours"]:.2f} h' for e in first) + ' | gain |',
+             '|---' * (len(first) + 2) + '|']
     for name, trajectory in comparison['inits'].items():
-        chosen = ' (**chosen**)' if name == comparison['chosen'] else ''
-        lines.append(f'| {name}{chosen} | ' + ' | '.join(f'{e["score"]:.3f}' for e in trajectory) +
+        ahead = ' (**ahead**)' if name == comparison['ahead'] else ''
+        lines.append(f'| {name}{ahead} | ' + ' | '.join(f'{e["score"]:.3f}' for e in trajectory) +
                      f' | {trajectory[-1]["score"] - trajectory[0]["score"]:+.2f} dB |')
-    chosen = comparison['inits'][comparison['chosen']]
+    ahead = comparison['inits'][comparison['ahead']]
     for name, other in comparison['inits'].items():
-        if name != comparison['chosen']:
-            leads = ', '.join(f'{a["score"] - b["score"]:+.2f}' for a, b in zip(chosen[1:], other[1:]))
+        if name != comparison['ahead']:
+            leads = ', '.join(f'{a["score"] - b["score"]:+.2f}' for a, b in zip(ahead[1:], other[1:]))
             steps = ', '.join(f'{b["score"] - a["score"]:+.2f}' for a, b in zip(other, other[1:]))
-            lines += ['', f'Chosen: {comparison["chosen"]}; its lead over {name} at each later evaluation: {leads} dB '
-                      f'(that start\'s gain per evaluation: {steps} dB).']
+            lines += ['', f'Ahead at the last evaluation: {comparison["ahead"]}; its lead over {name} at each later '
+                      f'evaluation: {leads} dB (that start\'s gain per evaluation: {steps} dB).']
     return lines
 
 
