@@ -480,11 +480,15 @@ def test_compare_init_records_each_start_and_the_one_ahead(data, tmp_path):
         assert trajectory[0]['score'] != trajectory[1]['score']
     assert record['ahead'] == max(record['inits'], key=lambda name: record['inits'][name][-1]['score'])
     assert record['question'] == 'x2 direct: start meta-transfer from seed 0 or from seed 1?'
-    assert 'one CPU thread each, same recipe (lslr_wide)' in record['how']
+    assert record['how'].startswith('two campaigns side by side, 5 minutes each, one CPU thread each, same recipe '
+                                    '(lslr_wide)')
     rows = report_module._init_rows(record)
     loser = next(name for name in record['inits'] if name != record['ahead'])
     lead = record['inits'][record['ahead']][1]['score'] - record['inits'][loser][1]['score']
     assert f'| {record["ahead"]} (**ahead**) |' in '\n'.join(rows)
+    gains = [', '.join(f'{adaptation_gain(e["families"]):+.2f}' for e in trajectory)
+             for trajectory in record['inits'].values()]
+    assert f'at each evaluation: seed 0 {gains[0]}; seed 1 {gains[1]} dB.' in '\n'.join(rows)
     assert rows[-1].startswith(f'Ahead at the last evaluation: {record["ahead"]}; its lead over {loser} at each '
                                f'later evaluation: {lead:+.2f} dB')
     for bad, message in (([f'--init={data / "init.pth"}'], 'expected NAME=WEIGHTS'),

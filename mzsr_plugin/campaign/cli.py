@@ -49,6 +49,7 @@ from mzsr_plugin.campaign.zoo_tables import ZOO_TABLES, write_zoo
 # A source checkout holds the benchmark scripts, the committed campaign state and the shared data beside it.
 CHECKOUT = osp.isfile(osp.join(ROOT, 'scripts', 'bench_table2.py'))
 SHARED_TRAIN = osp.join(ROOT, '..', 'shared', 'data', 'train')
+COUNTS = {2: 'two', 3: 'three', 4: 'four'}
 NUMBER = re.compile(r'[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+')
 
 
@@ -341,8 +342,8 @@ def init_comparison(kind, histories, recipe, minutes, threads):
     machine = histories[names[0]][common - 1]['machine']
     on = 'one CPU thread each' if threads == 1 else f'{threads} CPU threads each' if threads else 'one GPU each'
     return {'question': f'{kind.replace("_", " ")}: start meta-transfer from ' + ' or from '.join(names) + '?',
-            'how': f'{len(names)} campaigns side by side, {minutes:g} minutes each, {on}, same recipe ({recipe}), '
-                   'same selection set',
+            'how': f'{COUNTS.get(len(names), len(names))} campaigns side by side, {minutes:g} minutes each, {on}, '
+                   f'same recipe ({recipe}), same selection set',
             'machine': machine, 'inits': inits, 'ahead': max(names, key=lambda n: inits[n][-1]['score'])}
 
 
@@ -351,6 +352,7 @@ def run_compare_init(args):
     histories, threads = run_side_by_side(
         args, {name: ['--recipe', args.recipe, '--init', path] for name, path in inits.items()}, args.eval_minutes,
         args.max_iters)
+    histories = {name: histories[name] for name in inits if name in histories}  # --init order, not finishing order
     failed = sorted(set(inits) - set(histories))
     if failed:
         raise SystemExit(f'compare-init: {failed} did not finish with two evaluations (logs under {args.work_dir}); '

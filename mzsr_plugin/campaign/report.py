@@ -313,6 +313,10 @@ def _init_rows(comparison):
         ahead = ' (**ahead**)' if name == comparison['ahead'] else ''
         lines.append(f'| {name}{ahead} | ' + ' | '.join(f'{e["score"]:.3f}' for e in trajectory) +
                      f' | {trajectory[-1]["score"] - trajectory[0]["score"]:+.2f} dB |')
+    lines += ['', 'Held-out adaptation gain, MZSR(10) − MZSR(0) on the random kernels (the guard asks ≥ '
+              f'{MIN_ADAPTATION_GAIN:g} dB), at each evaluation: ' + '; '.join(
+                  f'{name} ' + ', '.join(f'{adaptation_gain(e["families"]):+.2f}' for e in trajectory)
+                  for name, trajectory in comparison['inits'].items()) + ' dB.']
     ahead = comparison['inits'][comparison['ahead']]
     for name, other in comparison['inits'].items():
         if name != comparison['ahead']:
