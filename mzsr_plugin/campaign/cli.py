@@ -233,7 +233,7 @@ def run_side_by_side(args, trials, eval_minutes, max_iters=None):
 
     Returns:
         tuple[dict[str, list[dict]], int | None]: The histories of the trials that finished with at least two
-        evaluations, and the CPU threads each had (None on a GPU).
+        evaluations, in the order of ``trials``, and the CPU threads each had (None on a GPU).
     """
     threads = max(1, (os.cpu_count() or 2) // args.parallel) if args.device == 'cpu' else None
     pending, running, histories = list(trials), [], {}
@@ -272,7 +272,7 @@ def run_side_by_side(args, trials, eval_minutes, max_iters=None):
             histories[name] = history
             print(f'[{name}] {history[-1]["meta_iter"]} iterations, score {history[0]["score"]:.3f} -> '
                   f'{history[-1]["score"]:.3f}', flush=True)
-    return histories, threads
+    return {name: histories[name] for name in trials if name in histories}, threads  # trial order, not finishing
 
 
 def run_compare(args):
@@ -352,7 +352,6 @@ def run_compare_init(args):
     histories, threads = run_side_by_side(
         args, {name: ['--recipe', args.recipe, '--init', path] for name, path in inits.items()}, args.eval_minutes,
         args.max_iters)
-    histories = {name: histories[name] for name in inits if name in histories}  # --init order, not finishing order
     failed = sorted(set(inits) - set(histories))
     if failed:
         raise SystemExit(f'compare-init: {failed} did not finish with two evaluations (logs under {args.work_dir}); '
