@@ -27,9 +27,10 @@ from os import path as osp
 from mzsr_plugin.data.kernels import load_kernel, save_kernel
 from mzsr_plugin.demo import DEMO_IMAGES, DEMO_KERNEL
 from mzsr_plugin.evaluation import bicubic_psnr, degraded_case, evaluate_adaptation
-from mzsr_plugin.inference import (ESTIMATE, KernelChoice, RunSettings, load_network, resolve_kernel, run_image,
-                                   save_outputs)
+from mzsr_plugin.inference import (ESTIMATE, KernelChoice, RunSettings, describe_fallback, describe_son, load_network,
+                                   resolve_kernel, run_image, save_outputs)
 from mzsr_plugin.model_zoo import shipped_models, shipped_scales
+from mzsr_plugin.models.self_check import scores_text
 from mzsr_plugin.utils.figures import kernel_image, plot_psnr_vs_steps, save_comparison
 from mzsr_plugin.utils.image_io import read_image, write_image
 from mzsr_plugin.utils.matlab_resize import imresize_pt
@@ -137,8 +138,13 @@ def super_resolve_photo(image, kernel_spec, kernel_file, scale, steps, weights, 
     info = (f'**{method}** on {osp.basename(image)}: LR {w}x{h} → SR {w * settings.scale}x{h * settings.scale}, '
             f'kernel {result.kernel_source} ({result.downsample} x{settings.scale}){model}; {result.seconds:.2f} s '
             f'for SR ({seconds:.2f} s in all)')
-    if result.noise['std'] > 0:
-        info += f'; noise std {result.noise["std"] * 255:.1f}/255 read from the photo, reproduced in the son'
+    if result.noise['std'] > 0 or result.noise['son_jpeg']:
+        info += f'; {describe_son(result.noise)}'
+    check = result.self_check
+    if check:
+        info += f'\n\nSelf-check on held-out crops: {scores_text(check)}; the output is **{check["choice"]}**'
+        if check['choice'] != f'MZSR({result.steps})':
+            notes.append(describe_fallback(check))
     info += ''.join(f'\n\n⚠ {note}' for note in notes)
     return {'bicubic': bicubic, 'sr': paths['sr'], 'compare': paths['compare'], 'kernel_png': paths['kernel_png'],
             'kernel_mat': paths['kernel_mat'], 'info': info}

@@ -22,8 +22,9 @@ import warnings
 from os import path as osp
 from tqdm import tqdm
 
-from mzsr_plugin.inference import (AUTO, KERNEL_HELP, ModelRecordWarning, RunSettings, find_gt, find_kernel_file,
-                                   list_inputs, load_network, resolve_kernel, run_image, save_outputs)
+from mzsr_plugin.inference import (AUTO, KERNEL_HELP, NO_JPEG, ModelRecordWarning, RunSettings, describe_fallback,
+                                   describe_son, find_gt, find_kernel_file, list_inputs, load_network, resolve_kernel,
+                                   run_image, save_outputs)
 from mzsr_plugin.kernel_estimation import DEFAULT_ESTIMATOR, ESTIMATORS
 from mzsr_plugin.model_zoo import MODEL_ZOO
 from mzsr_plugin.models.adaptation import ADAPT_LR_PRESETS, DEFAULT_CROP_BUDGET, DEFAULT_TILE
@@ -127,7 +128,21 @@ def build_parser():
         metavar='auto|STD',
         help='noise std of the inputs in grey levels (0-255), reproduced in the son so that adaptation removes it '
         'instead of sharpening it, and taken out of the kernel estimate; auto (default) reads it from each image\'s '
-        'colour differences (blind to noise under JPEG compression: give it then); 0: the official clean son')
+        'colour differences, or for a JPEG input matches it to the son (the level whose son reads as noisy as the '
+        'input); 0: the official clean son')
+    parser.add_argument(
+        '--jpeg',
+        default=AUTO,
+        metavar='auto|none|Q',
+        help='JPEG quality the son is encoded at, so that adaptation undoes blocks instead of sharpening them: auto '
+        '(default) takes a JPEG input\'s own quality (from its quantisation tables) and leaves other formats alone; '
+        'none never encodes; Q: 1..100')
+    parser.add_argument(
+        '--no-self-check',
+        dest='self_check',
+        action='store_false',
+        help='adapt on the whole LR and always output the adapted net; by default an eighth of the LR is held out '
+        'and the output falls back to bicubic or MZSR(0) when adaptation does not score best on it')
     return parser
 
 
@@ -142,6 +157,15 @@ def parse_noise(text):
     if not 0 <= value <= 255:
         raise ValueError(f'--noise {text!r}: expected auto or a noise std in grey levels, 0..255 (e.g. 5)')
     return value
+
+
+def parse_jpeg(text):
+    """``--jpeg`` as :class:`~mzsr_plugin.inference.RunSettings` takes it: ``auto``, ``none`` or a quality."""
+    if text in (AUTO, NO_JPEG):
+        return text
+    if not (text.isdigit() and 1 <= int(text) <= 100):
+        raise ValueError(f'--jpeg {text!r}: expected auto, none or a JPEG quality 1..100 (e.g. 85)')
+    return int(text)
 
 
 def parse_lrs(text):
@@ -199,7 +223,8 @@ def _settings(args):
                        zssr_iters=args.zssr_iters, self_ensemble=args.self_ensemble,
                        back_projection=args.back_projection, tile=args.tile, crop_budget=args.crop_budget,
                        seed=args.seed, estimator=args.estimator, estimator_iters=args.estimator_iters,
-                       noise=parse_noise(args.noise), compare=args.compare, device=args.device)
+                       noise=parse_noise(args.noise), jpeg=parse_jpeg(args.jpeg), self_check=args.self_check,
+                       compare=args.compare, device=args.device)
 
 
 def metrics_row(result):
@@ -214,7 +239,10 @@ def metrics_row(result):
         'downsample': result.downsample,
         'lr_size': f'{result.lr.shape[0]}x{result.lr.shape[1]}',
         'noise': round(result.noise['std'] * 255, 2),
+        'noise_source': result.noise['source'],
         'jpeg_quality': result.noise['jpeg_quality'] or '',
+        'son_jpeg': result.noise['son_jpeg'] or '',
+        'self_check': result.self_check['choice'] if result.self_check else '',
         'seconds': round(result.seconds, 4),
         **{key: m.get(key, '') for key in ('psnr', 'ssim', 'psnr_bicubic', 'ssim_bicubic')}
     }
@@ -222,11 +250,12 @@ def metrics_row(result):
 
 def _write_metrics(out_dir, rows, config):
     fields = [
-        'image', 'output', 'method', 'steps', 'kernel', 'downsample', 'lr_size', 'noise', 'jpeg_quality', 'seconds',
-        'psnr', 'ssim', 'psnr_bicubic', 'ssim_bicubic'
+        'image', 'output', 'method', 'steps', 'kernel', 'downsample', 'lr_size', 'noise', 'noise_source',
+        'jpeg_quality', 'son_jpeg', 'self_check', 'seconds', 'psnr', 'ssim', 'psnr_bicubic', 'ssim_bicubic'
     ]
     with open(osp.join(out_dir, 'metrics.csv'), 'w', newline='') as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
+        # The self-check's per-candidate scores go to metrics.json only.
+        writer = csv.DictWriter(f, fieldnames=fields, extrasaction='ignore')
         writer.writeheader()
         writer.writerows(rows)
     summary = {'seconds': float(np.mean([r['seconds'] for r in rows]))}
@@ -284,10 +313,14 @@ def main(argv=None):
             _report_estimate(result, paths)
         if result.noise['warning']:
             tqdm.write(f'mzsr-sr: warning: {result.path}: {result.noise["warning"]}')
-        if result.noise['std'] > 0:
-            tqdm.write(f'{osp.basename(result.path)}: noise std {result.noise["std"] * 255:.1f}/255 '
-                       f'({result.noise["source"]}) reproduced in the son')
+        if result.noise['std'] > 0 or result.noise['son_jpeg']:
+            tqdm.write(f'{osp.basename(result.path)}: {describe_son(result.noise)}')
+        check = result.self_check
+        if check and check['choice'] != f'MZSR({result.steps})':
+            tqdm.write(f'mzsr-sr: warning: {result.path}: {describe_fallback(check)} (--no-self-check keeps the '
+                       'adapted net)')
         row = metrics_row(result)
+        row['self_check_psnr'] = check['psnr'] if check else None
         rows.append(row)
         psnr = f', {row["psnr"]:.2f} dB' if row['psnr'] != '' else ''
         tqdm.write(f'{row["image"]}: {row["seconds"]:.2f} s{psnr} -> {paths["sr"]}')

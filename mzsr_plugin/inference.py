@@ -25,7 +25,8 @@ from mzsr_plugin.metrics.official_metric import calculate_mzsr_psnr, calculate_m
 from mzsr_plugin.model_zoo import (MODEL_ZOO, ModelRecordWarning, check_record, record_is_multiscale, weights_record,
                                    zoo_model_for)
 from mzsr_plugin.models.adaptation import DEFAULT_CROP_BUDGET, DEFAULT_TILE, resolve_adapt_lrs, super_resolve_image
-from mzsr_plugin.noise_estimation import auto_noise_std, beyond_limits, jpeg_quality
+from mzsr_plugin.models.self_check import scores_text
+from mzsr_plugin.noise_estimation import AUTO, NO_JPEG, auto_noise_std, jpeg_quality, photo_degradation
 from mzsr_plugin.utils.figures import kernel_image, save_comparison
 from mzsr_plugin.utils.image_io import IMAGE_EXTENSIONS, read_image, to_uint8, write_image
 from mzsr_plugin.utils.matlab_resize import imresize_pt
@@ -38,8 +39,6 @@ GT_PATTERNS = ('{stem}.png', '{stem}_GT.png', '{name}')
 KERNEL_HELP = ('pass --kernel FILE (.mat with key "kernel" or "Kernel", .npy, or .png) or a spec such as g_d_2.0, '
                'or --kernel-dir DIR holding <stem>.mat, <stem>_0.mat, <stem>.npy or <stem>.png per image')
 ESTIMATE = 'estimate'
-# The noise setting that reads the level from each image.
-AUTO = 'auto'
 
 
 # ------------------------------------------------------------------------------------------------------------ inputs
@@ -209,6 +208,10 @@ class RunSettings:
         noise (str | float): The LR's noise std in grey levels (0..255 scale), reproduced in the son and taken out of
             the kernel estimate: ``'auto'`` reads it from the image (:mod:`~mzsr_plugin.noise_estimation`), 0 is
             the official clean son.
+        jpeg (str | int): JPEG quality the son is encoded at: ``'auto'`` (the input file's, none for other
+            formats), ``'none'``, or a quality 1..100.
+        self_check (bool): Hold out an eighth of the LR from adaptation and fall back to bicubic or MZSR(0) when
+            adaptation does not score best on it (:mod:`~mzsr_plugin.models.self_check`).
         compare (bool): Also compute the SR before adaptation (for the comparison figure).
         device (str): Device.
     """
@@ -225,6 +228,8 @@ class RunSettings:
     estimator: str = DEFAULT_ESTIMATOR
     estimator_iters: int = 1000
     noise: object = AUTO
+    jpeg: object = AUTO
+    self_check: bool = True
     compare: bool = False
     device: str = 'cpu'
 
@@ -242,9 +247,12 @@ class ImageResult:
         method (str): ``MZSR`` or ``ZSSR``. steps (int): Adaptation steps, or ZSSR iterations run.
         seconds (float): Adaptation + SR (or ZSSR training + SR).
         estimated (dict | None): Kernel estimation info (``seconds``, ``warning``) when the kernel was estimated.
-        noise (dict): ``std`` (per channel, [0, 1] scale, reproduced in the son), ``source`` (``auto`` or ``given``),
-            ``jpeg_quality`` (of a JPEG file, else None), ``warning`` (None, or why the photo is beyond what
-            adaptation undoes).
+        noise (dict): ``std`` (per channel, [0, 1] scale, reproduced in the son), ``source`` (``given``,
+            ``auto (colour)`` or ``auto (matched)``), ``jpeg_quality`` (of a JPEG file, else None), ``son_jpeg``
+            (the quality the son is encoded at, or None), ``warning`` (None, or why the photo is beyond what
+            adaptation undoes); see :func:`~mzsr_plugin.noise_estimation.photo_degradation`.
+        self_check (dict | None): Held-out PSNR of each candidate (``psnr``), the one that made the output
+            (``choice``) and the share held out (``held_out``); None when not checked.
         gt_path (str | None), gt (np.ndarray | None): Ground truth (uint8 RGB, mod-cropped).
         metrics (dict): ``psnr``, ``ssim``, ``psnr_bicubic``, ``ssim_bicubic``, ``psnr0`` (with GT).
     """
@@ -264,6 +272,7 @@ class ImageResult:
     sr0: np.ndarray = None
     estimated: dict = None
     noise: dict = field(default_factory=dict)
+    self_check: dict = None
     gt_path: str = None
     gt: np.ndarray = None
     metrics: dict = field(default_factory=dict)
@@ -310,21 +319,19 @@ def adaptation_lrs(lr, net, steps, scale, downsample, option='--lr'):
     return resolve_adapt_lrs(lr, steps, scale, downsample, is_multiscale(net), learned=learned)
 
 
-def photo_noise(img, path, setting):
-    """The noise an image's son must carry, and what the file says of its compression.
+def describe_son(noise):
+    """What the son reproduces of a photo, for logs: its noise and JPEG quality."""
+    parts = []
+    if noise['std'] > 0:
+        parts.append(f'noise std {noise["std"] * 255:.1f}/255 ({noise["source"]})')
+    if noise['son_jpeg']:
+        parts.append(f'JPEG quality {noise["son_jpeg"]}')
+    return ' and '.join(parts) + ' reproduced in the son'
 
-    Args:
-        img (ndarray): The LR, (h, w, 3) RGB float in [0, 1].
-        path (str): Its file (JPEG quality from the quantisation tables).
-        setting (str | float): ``'auto'``, or a std in grey levels.
 
-    Returns:
-        dict: ``std`` ([0, 1] scale), ``source``, ``jpeg_quality``, ``warning`` (see :class:`ImageResult`).
-    """
-    quality = jpeg_quality(path)
-    std = auto_noise_std(img) if setting == AUTO else float(setting) / 255
-    return {'std': std, 'source': 'auto' if setting == AUTO else 'given', 'jpeg_quality': quality,
-            'warning': beyond_limits(std, quality)}
+def describe_fallback(check):
+    """Why the self-check fell back, for logs."""
+    return f'adaptation did not help on the held-out crops ({scores_text(check)}): the output is {check["choice"]}'
 
 
 def _to_numpy(sr):
@@ -349,15 +356,31 @@ def run_image(path, choice, settings, net=None, gt_path=None, rng=None, progress
     img, gray = read_image(path)
     stem = osp.splitext(osp.basename(path))[0]
     scale, device = settings.scale, torch.device(settings.device)
-    noise = photo_noise(img, path, settings.noise)
-    kernel_np, estimated = choice.kernel, None
-    if choice.estimate:
-        kernel_np, estimated = estimate_kernel(img, scale, settings.estimator, seed=settings.seed or 0,
-                                               iterations=settings.estimator_iters, device=device, progress=progress,
-                                               noise_std=noise['std'])
+    downsample = choice.downsample
+    # The colour-difference reading (or the level given) takes the noise out of the kernel estimate; under JPEG it
+    # reads nothing, and the level matched to the son with that kernel estimates the kernel once more.
+    first_std = auto_noise_std(img) if settings.noise == AUTO else float(settings.noise) / 255
+
+    def kernel_for(noise_std):
+        if not choice.estimate:
+            return choice.kernel, None
+        return estimate_kernel(
+            img,
+            scale,
+            settings.estimator,
+            seed=settings.seed or 0,
+            iterations=settings.estimator_iters,
+            device=device,
+            progress=progress,
+            noise_std=noise_std)
+
+    kernel_np, estimated = kernel_for(first_std)
+    noise = photo_degradation(
+        img, jpeg_quality(path), kernel_np, scale, downsample, settings.noise, settings.jpeg, seed=settings.seed or 0)
+    if noise['std'] != first_std and choice.estimate:
+        kernel_np, estimated = kernel_for(noise['std'])
     lr = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).unsqueeze(0).to(device)
     kernel = torch.from_numpy(kernel_np).to(device)
-    downsample = choice.downsample
     tile = settings.tile or None
     sr0 = None
     if settings.zssr:
@@ -366,22 +389,59 @@ def run_image(path, choice, settings, net=None, gt_path=None, rng=None, progress
             overrides['back_projection_iters'] = settings.back_projection
         if noise['std'] > 0:
             overrides['noise_std'] = noise['std']
-        sr, info = zssr_super_resolve(lr, kernel, scale, downsample, device, max_iters=settings.zssr_iters,
-                                      seed=settings.seed, progress=progress,
-                                      tile=tile if tile and max(lr.shape[-2:]) > tile else None, **overrides)
+        if noise['son_jpeg']:
+            overrides['jpeg_quality'] = noise['son_jpeg']
+        sr, info = zssr_super_resolve(
+            lr,
+            kernel,
+            scale,
+            downsample,
+            device,
+            max_iters=settings.zssr_iters,
+            seed=settings.seed,
+            progress=progress,
+            tile=tile if tile and max(lr.shape[-2:]) > tile else None,
+            **overrides)
         method, steps = 'ZSSR', info['iterations']
     else:
         common = dict(downsample=downsample, self_ensemble=settings.self_ensemble,
                       back_projection=settings.back_projection or 0, tile=tile, crop_budget=settings.crop_budget)
         lrs = adaptation_lrs(settings.lr, net, settings.steps, scale, downsample)
-        sr, info = super_resolve_image(net, lr, kernel, scale, settings.steps, lrs, rng=rng,
-                                       noise_std=noise['std'], noise_seed=settings.seed or 0, **common)
+        sr, info = super_resolve_image(
+            net,
+            lr,
+            kernel,
+            scale,
+            settings.steps,
+            lrs,
+            rng=rng,
+            noise_std=noise['std'],
+            noise_seed=settings.seed or 0,
+            jpeg_quality=noise['son_jpeg'],
+            self_check=settings.self_check,
+            **common)
         method, steps = 'MZSR', settings.steps
         if settings.compare and steps:
             sr0 = _to_numpy(super_resolve_image(net, lr, kernel, scale, 0, [], **common)[0])
-    result = ImageResult(path, stem, img, gray, _to_numpy(sr), _to_numpy(imresize_pt(lr, scale)), kernel_np,
-                         choice.source, downsample, scale, method, steps, info['seconds'], sr0=sr0,
-                         estimated=estimated, noise=noise, gt_path=gt_path)
+    result = ImageResult(
+        path,
+        stem,
+        img,
+        gray,
+        _to_numpy(sr),
+        _to_numpy(imresize_pt(lr, scale)),
+        kernel_np,
+        choice.source,
+        downsample,
+        scale,
+        method,
+        steps,
+        info['seconds'],
+        sr0=sr0,
+        estimated=estimated,
+        noise=noise,
+        self_check=info.get('self_check'),
+        gt_path=gt_path)
     if gt_path:
         m = result.metrics
         m['psnr'], m['ssim'], result.gt = image_metrics(to_uint8(result.sr, gray), gt_path, scale, gray)
@@ -428,8 +488,8 @@ def save_outputs(result, out_dir, compare=False):
 
 
 __all__ = [
-    'AUTO', 'ESTIMATE', 'GT_PATTERNS', 'KERNEL_HELP', 'KERNEL_PATTERNS', 'MODEL_ZOO', 'ImageResult', 'KernelChoice',
-    'ModelRecordWarning', 'RunSettings', 'adaptation_lrs', 'check_record', 'find_gt',
-    'find_kernel_file', 'image_metrics', 'is_multiscale', 'list_inputs', 'load_network', 'photo_noise',
-    'resolve_kernel', 'run_image', 'save_outputs', 'weights_record'
+    'AUTO', 'ESTIMATE', 'GT_PATTERNS', 'KERNEL_HELP', 'KERNEL_PATTERNS', 'MODEL_ZOO', 'NO_JPEG', 'ImageResult',
+    'KernelChoice', 'ModelRecordWarning', 'RunSettings', 'adaptation_lrs', 'check_record', 'find_gt',
+    'describe_fallback', 'describe_son', 'find_kernel_file', 'image_metrics', 'is_multiscale', 'list_inputs',
+    'load_network', 'resolve_kernel', 'run_image', 'save_outputs', 'weights_record'
 ]

@@ -9,15 +9,22 @@ read here also takes the noise floor out of the spectral kernel estimate.
   g^d_0.2); colour differences of natural images hold little aliasing, while noise independent per channel passes
   into them whole (Set5, B100 and DIV2KRK-style inputs: clean 0.2-0.7/255, one image 3.2; std 2/5/10 read as
   1.9-3.8 / 4.6-6.0 / 8.9-10.2). JPEG's chroma sub-sampling removes colour noise: after JPEG the estimate reads
-  about 0.5/255 whatever the noise was, so noise under a JPEG goes unseen (give it with ``--noise``).
+  about 0.5/255 whatever the noise was (4:2:0 sub-sampling, even at quality 95).
+- Noise under JPEG (:func:`matched_noise_std`): the level whose son looks as noisy as the LR. The son is made as
+  adaptation makes it (kernel, noise, JPEG at the photo's quality) and the luminance estimator, biased as it is by
+  aliasing and compression, reads the son and the LR alike; the level where the two readings meet is the answer.
+  On held-out training images (DIV2KRK-style x2, noise 5/255, JPEG 95/85/75) it reads 5.5-6.0 on average.
 - JPEG: the IJG quality whose scaled luminance table is nearest the file's own (a file's quantisation tables are
-  exact); decoded pixels carry no such record. It only decides the warning: a JPEG-compressed son was measured not
-  to help (DIV2KRK-style x2, noise 5/255 + JPEG 85: -0.01 to -0.07 dB against the noisy son alone).
+  exact); decoded pixels carry no such record. The son is encoded at that quality
+  (:func:`~mzsr_plugin.models.adaptation.make_son`).
 """
 import math
 import numpy as np
+import torch
 from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
+
+from mzsr_plugin.models.adaptation import make_son
 
 # IJG's luminance quantisation table at quality 50 (JPEG standard, Annex K), in natural (row-major) order.
 IJG_LUMINANCE = np.array([
@@ -98,6 +105,89 @@ def auto_noise_std(lr):
     return std if std >= NOISE_FLOOR else 0.0
 
 
+# The settings that read the noise level and the JPEG quality from each image.
+AUTO = 'auto'
+NO_JPEG = 'none'
+# Largest level the matching tries, grey levels; noisier photos are beyond NOISE_LIMIT anyway.
+MATCH_MAX = 25
+# The matching reads the central crop of at most this many LR pixels a side: enough patches, a bounded cost.
+MATCH_SIDE = 384
+# Son noise draws averaged per level: one draw's reading varies by a few tenths of a grey level.
+MATCH_DRAWS = 2
+LUMA = np.array([0.299, 0.587, 0.114])
+
+
+def matched_noise_std(lr, kernel, scale, downsample, jpeg_quality, seed=0):
+    """The noise std that makes the son of a (JPEG) photo read as noisy as the photo itself.
+
+    Args:
+        lr (ndarray): Shape (h, w, 3), RGB float in [0, 1].
+        kernel (ndarray): Its blur kernel, shape (k, k).
+        scale (int): Scale.
+        downsample (str): ``'direct'`` or ``'bicubic'``.
+        jpeg_quality (int | None): The son's JPEG quality (the photo's).
+        seed (int): Seed of the sons' noise.
+
+    Returns:
+        float: Per-channel noise std, [0, 1] scale, in :func:`~mzsr_plugin.models.adaptation.make_son`'s terms.
+    """
+    h, w = lr.shape[:2]
+    top, left = max(0, (h - MATCH_SIDE) // 2), max(0, (w - MATCH_SIDE) // 2)
+    crop = np.asarray(lr[top:top + MATCH_SIDE, left:left + MATCH_SIDE], dtype=np.float32)
+    if min(crop.shape[:2]) < MIN_SIDE * scale:
+        return 0.0
+    target = pca_noise_std(crop @ LUMA)
+    father = torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1)))[None]
+    kernel = torch.from_numpy(np.asarray(kernel, dtype=np.float32))
+    levels, readings = [], []
+    for level in range(MATCH_MAX + 1):
+        sons = [
+            make_son(father, kernel, scale, downsample, level / 255, seed + draw, jpeg_quality)
+            for draw in range(MATCH_DRAWS if level else 1)
+        ]
+        reading = np.mean([pca_noise_std(son[0].permute(1, 2, 0).numpy().astype(np.float64) @ LUMA) for son in sons])
+        levels.append(level / 255)
+        readings.append(max(reading, readings[-1]) if readings else reading)  # the reading grows with the level
+        if readings[-1] >= target:
+            break
+    return float(np.interp(target, readings, levels)) if len(levels) > 1 else 0.0
+
+
+def photo_degradation(lr, file_quality, kernel, scale, downsample, noise=AUTO, jpeg=AUTO, seed=0):
+    """The noise and JPEG quality a photo's son must carry (``mzsr-sr --noise``/``--jpeg``, ``val.adapt``).
+
+    Args:
+        lr (ndarray): Shape (h, w, 3), RGB float in [0, 1].
+        file_quality (int | None): JPEG quality of its file (:func:`jpeg_quality`), None when not a JPEG.
+        kernel (ndarray): Its blur kernel, shape (k, k).
+        scale (int): Scale.
+        downsample (str): ``'direct'`` or ``'bicubic'``.
+        noise (str | float): ``'auto'``, or a std in grey levels.
+        jpeg (str | int): ``'auto'`` (the file's quality), ``'none'``, or a quality 1..100.
+        seed (int): Seed of the matching's noise.
+
+    Returns:
+        dict: ``std`` ([0, 1] scale), ``source`` (``given``, ``auto (colour)`` or ``auto (matched)``),
+        ``jpeg_quality`` (the file's), ``son_jpeg`` (the son's quality, None: not encoded), ``warning``.
+    """
+    son_jpeg = file_quality if jpeg == AUTO else None if jpeg == NO_JPEG else int(jpeg)
+    if noise != AUTO:
+        std, source = float(noise) / 255, 'given'
+    elif son_jpeg is not None and lr.ndim == 3 and lr.shape[2] == 3:
+        # Colour differences read nothing under JPEG's chroma sub-sampling: match the son to the photo instead.
+        std, source = matched_noise_std(lr, kernel, scale, downsample, son_jpeg, seed), 'auto (matched)'
+        std = std if std >= NOISE_FLOOR else 0.0
+    else:
+        std, source = auto_noise_std(lr), 'auto (colour)'
+    return {
+        'std': std,
+        'source': source,
+        'jpeg_quality': file_quality,
+        'son_jpeg': son_jpeg,
+        'warning': beyond_limits(std, file_quality)
+    }
+
+
 def ijg_table(quality):
     """IJG's luminance quantisation table at ``quality`` (1..100), as libjpeg scales it."""
     scale = 5000 / quality if quality < 50 else 200 - 2 * quality
@@ -146,6 +236,6 @@ def beyond_limits(noise_std, quality):
 
 
 __all__ = [
-    'JPEG_LIMIT', 'MIN_SIDE', 'NOISE_FLOOR', 'NOISE_LIMIT', 'auto_noise_std', 'beyond_limits', 'estimate_noise_std',
-    'ijg_table', 'jpeg_quality', 'pca_noise_std'
+    'AUTO', 'JPEG_LIMIT', 'MIN_SIDE', 'NO_JPEG', 'NOISE_FLOOR', 'NOISE_LIMIT', 'auto_noise_std', 'beyond_limits',
+    'estimate_noise_std', 'ijg_table', 'jpeg_quality', 'matched_noise_std', 'pca_noise_std', 'photo_degradation'
 ]

@@ -197,6 +197,12 @@ VAL_ADAPT = Section('val.adapt', (
     Key('seed', Number(whole=True, low=0, allow_none=True), None, 'seed of the adaptation crops and of ZSSR'),
     Key('zssr_iters', WHOLE_GE1, 3000, 'ZSSR iteration cap (mode: zssr)'),
     Key('log_psnr', Bool(), True, 'log PSNR after every step when GT exists (mean per dataset, TensorBoard)'),
+    Key('noise', AnyOf(Choice('auto'), Number(low=0, high=255)), 'auto', 'noise std of the LR in grey levels, '
+        'reproduced in the son; auto: read from each image (colour differences, or matched to the son under JPEG)'),
+    Key('jpeg', AnyOf(Choice('auto', 'none'), Number(whole=True, low=1, high=100)), 'auto', 'JPEG quality the son '
+        'is encoded at; auto: a JPEG LR file\'s own quality (none for other files, LMDB and LR made from HR)'),
+    Key('self_check', Bool(), True, 'hold out an eighth of the LR from adaptation; the output falls back to bicubic '
+        'or the unadapted weights when adaptation does not score best on it (logged per image)'),
 ))
 
 BASICSR_TRAIN_KEYS = frozenset({

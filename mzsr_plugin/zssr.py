@@ -22,7 +22,8 @@ Recipe (official):
   interpolation, 0.5 an affine warp (bicubic) with a random scale in [0.5, 1], an x/y scale difference
   ~ N(0, 0.25) and shears ~ N(0, 0.1); the given-kernel config allows no rotations or mirrors (the kernel may be
   non-symmetric), so the first two cases are the same. Crops of 128x128.
-* Sons: ``clip(degrade(father) + N(0, noise_std), 0, 1)``, ``noise_std`` 0 in this config.
+* Sons: ``clip(degrade(father) + N(0, noise_std), 0, 1)``, ``noise_std`` 0 in this config; a JPEG photo's sons are
+  also encoded at its quality (``jpeg_quality``, not in the official code).
 * Final test: the net's output (clipped to [0, 1]) for each geometric transform of the input (only the identity:
   ``output_flip`` is False in the given-kernel config; True gives the 8 flips/rotations), each back-projected
   ``back_projection_iters`` (2) times, then their median, back-projected ``back_projection_iters`` times again;
@@ -54,7 +55,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from mzsr_plugin.archs.mzsr_arch import MZSRNet
-from mzsr_plugin.data.degradations import degrade_pt
+from mzsr_plugin.data.degradations import degrade_pt, jpeg_compress_pt
 from mzsr_plugin.models.adaptation import _dihedral, back_project
 from mzsr_plugin.models.inner_loop import l1_loss
 from mzsr_plugin.models.tiling import required_overlap, tiled_forward
@@ -78,6 +79,8 @@ ZSSR_DEFAULTS = {
     # Data (Config; X2_GIVEN_KERNEL_CONF sets augment_allow_rotation=False)
     'crop_size': 128,
     'noise_std': 0.0,
+    # Not in the official config: the JPEG quality each son is encoded at (a JPEG photo's own; None: no JPEG).
+    'jpeg_quality': None,
     'augment_leave_as_is_probability': 0.05,
     'augment_no_interpolate_probability': 0.45,
     'augment_min_scale': 0.5,
@@ -241,7 +244,8 @@ class _ZSSRRun:
         if self.config['noise_std'] > 0:
             noise = torch.randn(son.shape, generator=self.noise_gen, device=son.device, dtype=son.dtype)
             son = son + noise * self.config['noise_std']
-        return son.clamp(0, 1)
+        son = son.clamp(0, 1)
+        return jpeg_compress_pt(son, self.config['jpeg_quality']) if self.config['jpeg_quality'] else son
 
     @torch.no_grad()
     def forward(self, x):

@@ -13,11 +13,10 @@ from mzsr_plugin.archs.mzsr_arch import MZSRNet
 from mzsr_plugin.data.degradations import add_noise, degrade_np
 from mzsr_plugin.data.kernels import anisotropic_gaussian_kernel, parse_kernel_spec
 from mzsr_plugin.evaluation import degraded_case
-from mzsr_plugin.inference import photo_noise
 from mzsr_plugin.kernel_estimation import estimate_kernel
 from mzsr_plugin.models.adaptation import make_son
 from mzsr_plugin.noise_estimation import (NOISE_FLOOR, auto_noise_std, beyond_limits, estimate_noise_std, ijg_table,
-                                          jpeg_quality)
+                                          jpeg_quality, photo_degradation)
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 
@@ -116,15 +115,21 @@ def photos(tmp_path):
     return tmp_path
 
 
-def test_photo_noise_auto_given_and_jpeg(photos):
+def test_photo_degradation_auto_given_and_jpeg(photos):
     lr = cv2.imread(str(photos / 'noisy.png'))[..., ::-1] / 255.0
-    auto = photo_noise(lr, str(photos / 'noisy.png'), 'auto')
-    assert auto['source'] == 'auto' and abs(auto['std'] * 255 - 8) < 1.6 and auto['jpeg_quality'] is None
-    given = photo_noise(lr, str(photos / 'noisy.png'), 3.0)
-    assert given == {'std': 3.0 / 255, 'source': 'given', 'jpeg_quality': None, 'warning': None}
+    kernel = parse_kernel_spec('g_d_2.0').kernel
+    auto = photo_degradation(lr, None, kernel, 2, 'direct')
+    assert auto['source'] == 'auto (colour)' and abs(auto['std'] * 255 - 8) < 1.6 and auto['jpeg_quality'] is None
+    assert auto['son_jpeg'] is None
+    given = photo_degradation(lr, None, kernel, 2, 'direct', noise=3.0)
+    assert given == {'std': 3.0 / 255, 'source': 'given', 'jpeg_quality': None, 'son_jpeg': None, 'warning': None}
     blocky = cv2.imread(str(photos / 'blocky.jpg'))[..., ::-1] / 255.0
-    info = photo_noise(blocky, str(photos / 'blocky.jpg'), 'auto')
-    assert info['jpeg_quality'] == 30 and 'JPEG quality 30' in info['warning']
+    info = photo_degradation(blocky, jpeg_quality(str(photos / 'blocky.jpg')), kernel, 2, 'direct')
+    assert info['jpeg_quality'] == 30 and info['son_jpeg'] == 30 and 'JPEG quality 30' in info['warning']
+    assert info['source'] == 'auto (matched)'
+    assert photo_degradation(blocky, 30, kernel, 2, 'direct', jpeg='none')['son_jpeg'] is None
+    assert photo_degradation(blocky, 30, kernel, 2, 'direct', jpeg=90)['son_jpeg'] == 90
+    assert photo_degradation(lr, None, kernel, 2, 'direct', jpeg=90)['son_jpeg'] == 90
 
 
 def test_cli_noise_flag_reports_reproduces_and_warns(photos, capsys):
@@ -134,12 +139,14 @@ def test_cli_noise_flag_reports_reproduces_and_warns(photos, capsys):
                               str(photos / 'w.pth')]) == 0
     printed = capsys.readouterr()
     printed = printed.out + printed.err
-    assert 'noisy.png: noise std' in printed and '(auto) reproduced in the son' in printed
+    assert 'noisy.png: noise std' in printed and '(auto (colour)) reproduced in the son' in printed
+    assert 'blocky.jpg: ' in printed and 'JPEG quality 30 reproduced in the son' in printed
     assert 'clean.png: noise std' not in printed
     assert 'warning: ' + str(photos / 'blocky.jpg') + ': JPEG quality 30 (below 50)' in printed
     rows = {r['image']: r for r in csv.DictReader(open(out / 'metrics.csv'))}
     assert float(rows['clean.png']['noise']) == 0.0 and abs(float(rows['noisy.png']['noise']) - 8) < 1.6
     assert rows['blocky.jpg']['jpeg_quality'] == '30' and rows['noisy.png']['jpeg_quality'] == ''
+    assert rows['blocky.jpg']['son_jpeg'] == '30' and rows['noisy.png']['son_jpeg'] == ''
     # A given level replaces the estimate; 0 is the official clean son.
     assert cli.main([inputs[1], '-o', str(out / 'given'), '--kernel', 'g_d_2.0', '--steps', '1', '--noise', '0',
                      '--weights', str(photos / 'w.pth')]) == 0
@@ -153,7 +160,8 @@ def test_app_reports_the_noise_it_reproduced_and_warns_of_heavy_jpeg(photos):
     from mzsr_plugin import app
     noisy = app.super_resolve_photo(str(photos / 'noisy.png'), 'estimate', None, 2, 1, str(photos / 'w.pth'), False,
                                     str(photos))
-    assert 'read from the photo, reproduced in the son' in noisy['info']
+    assert '(auto (colour)) reproduced in the son' in noisy['info'] and 'Self-check on held-out crops' in noisy['info']
     blocky = app.super_resolve_photo(str(photos / 'blocky.jpg'), 'g_d_2.0', None, 2, 1, str(photos / 'w.pth'), False,
                                      str(photos))
-    assert '⚠ JPEG quality 30 (below 50)' in blocky['info'] and 'reproduced in the son' not in blocky['info']
+    assert '⚠ JPEG quality 30 (below 50)' in blocky['info']
+    assert 'JPEG quality 30 reproduced in the son' in blocky['info']

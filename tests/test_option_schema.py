@@ -199,7 +199,7 @@ def test_basicsr_keys_of_shared_sections_pass(files):
 def test_unknown_key_without_a_close_match_lists_the_known_keys():
     with pytest.raises(OptionError) as info:
         check_section(VAL_ADAPT, {'zzz': 1})
-    assert "unknown key 'zzz'; known keys: back_projection, crop_budget, log_psnr, lr" in str(info.value)
+    assert "unknown key 'zzz'; known keys: back_projection, crop_budget, jpeg, log_psnr, lr" in str(info.value)
 
 
 def test_number_checks():

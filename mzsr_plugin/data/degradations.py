@@ -174,3 +174,18 @@ def jpeg_compress(img, quality):
     if not ok:
         raise ValueError('OpenCV could not encode the image as JPEG')
     return (cv2.imdecode(encoded, cv2.IMREAD_COLOR)[..., ::-1] / 255.0).astype(np.float32)
+
+
+def jpeg_compress_pt(img, quality):
+    """:func:`jpeg_compress` for a batch of tensors: each image encoded and decoded once, on the CPU.
+
+    Args:
+        img (Tensor): Shape (N, 3, H, W), RGB in [0, 1], any device.
+        quality (int): JPEG quality, 1..100.
+
+    Returns:
+        Tensor: Same shape, device and dtype; the decoded JPEGs (8-bit values).
+    """
+    pages = img.detach().float().permute(0, 2, 3, 1).cpu().numpy()
+    decoded = np.stack([jpeg_compress(page, quality) for page in pages])
+    return torch.from_numpy(decoded).permute(0, 3, 1, 2).to(img)

@@ -11,9 +11,10 @@ import numpy as np
 import time
 import torch
 
-from mzsr_plugin.data.degradations import degrade_pt
+from mzsr_plugin.data.degradations import degrade_pt, jpeg_compress_pt
 from mzsr_plugin.utils.matlab_resize import imresize_pt
 from .inner_loop import adapt, detached_params, forward, lr_schedule
+from .self_check import BICUBIC, UNADAPTED, choose, held_out_mask, held_out_scores
 from .tiling import adaptation_crops, required_overlap, tiled_forward
 
 # Per-step learning rates of the official test.py (the last value repeats for later steps).
@@ -125,13 +126,16 @@ def check_output_scale(net, scale, channels=3):
                          f'the arch for x{scale} (e.g. upscale: {scale}), or use MZSRNet, whose scale is set per image')
 
 
-def make_son(lr, kernel, scale, downsample, noise_std=0.0, seed=0):
-    """Degrades the LR image once more as it was degraded: the son of the official test, with the LR's noise.
+def make_son(lr, kernel, scale, downsample, noise_std=0.0, seed=0, jpeg_quality=None):
+    """Degrades the LR image once more as it was degraded: the son of the official test, with the LR's noise and
+    compression.
 
     The blur and sub-sampling come from the kernel. A noisy photo's son must be as noisy (ZSSR's noise
     augmentation, sized to the photo): the blur reduces the noise the LR carries by the kernel's L2 norm, so only
     the missing part is added; adaptation then learns to remove noise instead of treating it as detail (measured:
-    with the true kernel and a clean son, inputs with noise std 5/255 end under bicubic).
+    with the true kernel and a clean son, inputs with noise std 5/255 end under bicubic). A JPEG photo's son is
+    encoded at the photo's quality, afresh, so that adaptation learns to undo blocks and ringing instead of
+    sharpening them.
 
     Args:
         lr (Tensor): LR image(s), shape (N, C, h, w).
@@ -141,19 +145,22 @@ def make_son(lr, kernel, scale, downsample, noise_std=0.0, seed=0):
         noise_std (float): Per-channel std of the LR's white noise, [0, 1] scale (0: the official, clean son; see
             :func:`~mzsr_plugin.noise_estimation.estimate_noise_std`).
         seed (int): Seed of the son's noise.
+        jpeg_quality (int | None): JPEG quality the son is encoded at (3-channel images; None: not encoded).
 
     Returns:
         Tensor: Shape (N, C, ceil(h / scale), ceil(w / scale)).
     """
     son = degrade_pt(lr, kernel, scale, downsample)
-    if noise_std <= 0:
-        return son
-    inherited = float((kernel.double()**2).sum(dim=(-2, -1)).max())
-    noise = torch.randn(son.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float32).to(son)
-    return (son + noise * noise_std * math.sqrt(max(1 - inherited, 0.0))).clamp(0, 1)
+    if noise_std > 0:
+        inherited = float((kernel.double()**2).sum(dim=(-2, -1)).max())
+        noise = torch.randn(son.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float32).to(son)
+        son = (son + noise * noise_std * math.sqrt(max(1 - inherited, 0.0))).clamp(0, 1)
+    if jpeg_quality:
+        son = jpeg_compress_pt(son, jpeg_quality)
+    return son
 
 
-def adapt_to_image(net, params, lr, kernel, scale, downsample, lrs, on_step=None, noise_std=0.0):
+def adapt_to_image(net, params, lr, kernel, scale, downsample, lrs, on_step=None, noise_std=0.0, jpeg_quality=None):
     """Takes ``len(lrs)`` SGD steps on (son -> LR) from ``params``; ``net`` itself is not changed.
 
     Args:
@@ -166,11 +173,12 @@ def adapt_to_image(net, params, lr, kernel, scale, downsample, lrs, on_step=None
         lrs (Sequence[float]): One learning rate per step.
         on_step (callable | None): ``on_step(step, params, loss)`` after each step.
         noise_std (float): The LR's noise std, reproduced in the son (:func:`make_son`).
+        jpeg_quality (int | None): The LR's JPEG quality, reproduced in the son.
 
     Returns:
         dict[str, Tensor]: Adapted parameters.
     """
-    son = make_son(lr, kernel, scale, downsample, noise_std)
+    son = make_son(lr, kernel, scale, downsample, noise_std, jpeg_quality=jpeg_quality)
     return adapt(net, params, son, lr, lrs, on_step=on_step)
 
 
@@ -252,13 +260,17 @@ def super_resolve_image(net,
                         rng=None,
                         on_step=None,
                         noise_std=0.0,
-                        noise_seed=0):
+                        noise_seed=0,
+                        jpeg_quality=None,
+                        self_check=False):
     """MZSR on one image: adapt ``steps`` SGD steps on (son -> LR), then super-resolve the LR.
 
     Images with more than ``crop_budget`` LR pixels are adapted on random crops instead (see
     :func:`~mzsr_plugin.models.tiling.adaptation_crops`: one son -> father pair per crop, all crops in each step);
     images with a side over ``tile`` are super-resolved tile by tile, exactly
-    (:func:`~mzsr_plugin.models.tiling.tiled_forward`).
+    (:func:`~mzsr_plugin.models.tiling.tiled_forward`). With ``self_check``, an eighth of the LR is held out of
+    adaptation and the output is made by whichever of bicubic, the weights before and after adaptation scores best
+    on it (:mod:`~mzsr_plugin.models.self_check`).
 
     Args:
         net (MZSRNet): The meta-learned network (not changed).
@@ -276,11 +288,14 @@ def super_resolve_image(net,
         rng (np.random.Generator | None): Chooses the adaptation crops; None: a fresh unseeded generator.
         on_step (callable | None): ``on_step(step, params, loss)`` after each adaptation step.
         noise_std (float): Per-channel noise std of the LR, reproduced in the son (:func:`make_son`; 0: clean).
-        noise_seed (int): Seed of the son's noise.
+        noise_seed (int): Seed of the son's noise and of the held-out blocks.
+        jpeg_quality (int | None): JPEG quality of the LR, reproduced in the son (None: no JPEG).
+        self_check (bool): Check adaptation on held-out blocks and fall back when it did not help (steps > 0).
 
     Returns:
         tuple[Tensor, dict]: SR of shape (1, 3, h * scale, w * scale), not clipped; info with ``seconds``
-        (adaptation + SR), ``losses`` (L1 before each step) and ``adapted_on`` (shape of the father batch).
+        (adaptation + SR), ``losses`` (L1 before each step), ``adapted_on`` (shape of the father batch) and
+        ``self_check`` (None, or ``psnr``: each candidate's held-out PSNR, ``choice``, ``held_out``: the share).
     """
     check_output_scale(net, scale, lr.shape[1])
     if lrs is None:
@@ -289,7 +304,7 @@ def super_resolve_image(net,
     if len(lrs) != steps:
         raise ValueError(f'{len(lrs)} learning rates given for {steps} adaptation steps')
     start = time.perf_counter()
-    losses = []
+    losses, check = [], None
     with at_scale(net, scale):
         params = detached_params(net)
         father = lr
@@ -297,23 +312,43 @@ def super_resolve_image(net,
             father = adaptation_crops(lr, crop_budget, min(ADAPT_CROP, math.isqrt(crop_budget)),
                                       rng if rng is not None else np.random.default_rng())
         if steps:
+            son = make_son(father, kernel, scale, downsample, noise_std, noise_seed, jpeg_quality)
+            held = None
+            if self_check:
+                held = held_out_mask(father.shape, np.random.default_rng((noise_seed, 1))).to(father)
+            start_params = params
             params = adapt(
                 net,
                 params,
-                make_son(father, kernel, scale, downsample, noise_std, noise_seed),
+                son,
                 father,
                 lrs,
-                on_step=lambda step, p, loss: (losses.append(float(loss)), on_step and on_step(step, p, loss)))
+                on_step=lambda step, p, loss: (losses.append(float(loss)), on_step and on_step(step, p, loss)),
+                mask=None if held is None else 1 - held)
+            if self_check:
+                adapted_name = f'MZSR({steps})'
+                scores = held_out_scores(net, start_params, params, son, father, held, scale, adapted_name)
+                check = {'psnr': scores, 'choice': choose(scores, adapted_name), 'held_out': float(held.mean())}
+                if check['choice'] == UNADAPTED:
+                    params = start_params
 
         def run(x):
             return super_resolve(net, params, x, self_ensemble=self_ensemble)
 
-        # Exact tiling needs the receptive field of a plain conv stack (MZSRNet); other archs run whole.
-        if tile and max(lr.shape[-2:]) > tile and hasattr(net, 'convs'):
-            sr = tiled_forward(run, lr, scale, tile, required_overlap(len(net.convs), scale))
+        if check is not None and check['choice'] == BICUBIC:
+            sr = imresize_pt(lr, scale)
         else:
-            sr = run(lr)
-        sr = back_project(sr, lr, kernel, scale, downsample, back_projection)
+            # Exact tiling needs the receptive field of a plain conv stack (MZSRNet); other archs run whole.
+            if tile and max(lr.shape[-2:]) > tile and hasattr(net, 'convs'):
+                sr = tiled_forward(run, lr, scale, tile, required_overlap(len(net.convs), scale))
+            else:
+                sr = run(lr)
+            sr = back_project(sr, lr, kernel, scale, downsample, back_projection)
     _synchronize(lr.device)
-    info = {'seconds': time.perf_counter() - start, 'losses': losses, 'adapted_on': list(father.shape)}
+    info = {
+        'seconds': time.perf_counter() - start,
+        'losses': losses,
+        'adapted_on': list(father.shape),
+        'self_check': check
+    }
     return sr, info

@@ -10,17 +10,22 @@ from torch.func import functional_call
 from torch.nn import functional as F
 
 
-def l1_loss(pred, target):
+def l1_loss(pred, target, mask=None):
     """Mean absolute error, the loss of every MZSR stage.
 
     Args:
         pred (Tensor): Shape (N, C, H', W') with H' >= H, W' >= W (extra rows/cols are cropped).
         target (Tensor): Shape (N, C, H, W).
+        mask (Tensor | None): Shape (N, 1, H, W), 1 where a pixel counts and 0 where it is held out (the
+            self-check's crops); None: every pixel.
 
     Returns:
-        Tensor: Scalar.
+        Tensor: Scalar, the mean over the pixels that count.
     """
-    return F.l1_loss(pred[..., :target.shape[-2], :target.shape[-1]], target)
+    pred = pred[..., :target.shape[-2], :target.shape[-1]]
+    if mask is None:
+        return F.l1_loss(pred, target)
+    return ((pred - target).abs() * mask).sum() / (mask.sum() * target.shape[1])
 
 
 def forward(net, params, lq):
@@ -37,7 +42,7 @@ def forward(net, params, lq):
     return functional_call(net, params, (lq, ))
 
 
-def sgd_step(net, params, lq, gt, lr, create_graph):
+def sgd_step(net, params, lq, gt, lr, create_graph, mask=None):
     """One plain SGD step on ``l1(net(lq), gt)``, returning new tensors (no in-place update).
 
     Args:
@@ -48,12 +53,13 @@ def sgd_step(net, params, lq, gt, lr, create_graph):
         lr (float | dict[str, float | Tensor]): Step size, or one per parameter tensor (learned per-layer step
             sizes, MAML++'s LSLR); a tensor step size may require grad, so meta-training learns it.
         create_graph (bool): Keep the graph of the gradient, for second-order meta-gradients.
+        mask (Tensor | None): Pixels of ``gt`` the loss counts, shape (N, 1, H, W) (see :func:`l1_loss`).
 
     Returns:
         tuple[dict[str, Tensor], Tensor]: Updated parameters (still connected to ``params``) and the loss
         before the step (scalar).
     """
-    loss = l1_loss(forward(net, params, lq), gt)
+    loss = l1_loss(forward(net, params, lq), gt, mask)
     grads = torch.autograd.grad(loss, tuple(params.values()), create_graph=create_graph)
     return sgd_update(params, dict(zip(params, grads)), lr), loss
 
@@ -86,7 +92,7 @@ def detached_params(net):
     return {name: p.detach().clone().requires_grad_(True) for name, p in net.named_parameters()}
 
 
-def adapt(net, params, lq, gt, lrs, on_step=None):
+def adapt(net, params, lq, gt, lrs, on_step=None, mask=None):
     """Test-time adaptation: ``len(lrs)`` SGD steps on (lq -> gt) without a graph through the steps.
 
     Args:
@@ -97,13 +103,14 @@ def adapt(net, params, lq, gt, lrs, on_step=None):
         lrs (Sequence[float | dict[str, float]]): One step size per step, or per step one per parameter tensor.
         on_step (callable | None): Called as ``on_step(step, params, loss)`` after each step (1-based), with the
             updated parameters and the loss before that step.
+        mask (Tensor | None): Pixels of ``gt`` to learn from, shape (N, 1, H, W); the rest is held out.
 
     Returns:
         dict[str, Tensor]: Adapted parameters (leaf tensors that require grad).
     """
     with torch.enable_grad():
         for step, lr in enumerate(lrs, start=1):
-            params, loss = sgd_step(net, params, lq, gt, lr, create_graph=False)
+            params, loss = sgd_step(net, params, lq, gt, lr, create_graph=False, mask=mask)
             params = {name: p.detach().requires_grad_(True) for name, p in params.items()}
             if on_step is not None:
                 on_step(step, params, loss.detach())

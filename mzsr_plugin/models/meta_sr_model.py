@@ -3,6 +3,7 @@ import numpy as np
 import time
 import torch
 from collections import OrderedDict
+from os import path as osp
 from torch.nn.parallel import DistributedDataParallel
 
 from basicsr.metrics import calculate_metric
@@ -11,12 +12,14 @@ from basicsr.utils import get_root_logger, tensor2img
 from basicsr.utils.registry import MODEL_REGISTRY
 from mzsr_plugin.data.meta_task_dataset import crop_task_to_scale
 from mzsr_plugin.model_zoo import check_record, record_is_multiscale, weights_record
+from mzsr_plugin.noise_estimation import jpeg_quality, photo_degradation
 from mzsr_plugin.option_schema import META_TRAIN, VAL_ADAPT, check_section
 from mzsr_plugin.zssr import zssr_super_resolve
 from .adaptation import at_scale, check_output_scale, resolve_adapt_lrs, super_resolve, super_resolve_image
 from .cuda_graphs import GraphedMetaUpdate, graphs_available
 from .inner_loop import LearnedInnerLR, detached_params, load_inner_lrs
 from .meta_learning import assign_meta_gradients, multi_step_loss_weights, select_meta_engine
+from .self_check import scores_text
 
 
 @MODEL_REGISTRY.register()
@@ -145,6 +148,7 @@ class MetaSRModel(SRModel):
         self.kernel = data['kernel'].to(self.device) if 'kernel' in data else None
         self.downsample = data['downsample'][0] if 'downsample' in data else 'direct'
         self.image_scale = int(data['scale'][0]) if 'scale' in data else self.opt['scale']
+        self.lq_path = data['lq_path'][0] if 'lq_path' in data else None
 
     def optimize_parameters(self, current_iter):
         if self.mode == 'pretrain':
@@ -251,8 +255,10 @@ class MetaSRModel(SRModel):
         ``steps`` (0 = plain inference), ``lr`` (preset name, number or per-step list; default: the official
         schedule for the model kind), ``multiscale``, ``self_ensemble``, ``back_projection`` (iterations),
         ``tile`` (LR tile size for inference of large images), ``crop_budget`` (most LR pixels to adapt on),
-        ``seed`` (adaptation crops, ZSSR), ``zssr_iters`` and ``log_psnr`` (PSNR after every step when GT exists,
-        default true).
+        ``seed`` (adaptation crops, ZSSR), ``zssr_iters``, ``log_psnr`` (PSNR after every step when GT exists,
+        default true), ``noise`` and ``jpeg`` (what the son reproduces of the LR, ``auto`` by default) and
+        ``self_check`` (held-out fallback, default true; its outcome is ``self.self_check`` and logged when it falls
+        back).
         """
         adapt_opt = self._adapt_opt()
         steps = adapt_opt['steps']
@@ -269,10 +275,19 @@ class MetaSRModel(SRModel):
         if (steps > 0 or zssr) and self.lq.shape[0] != 1:
             raise ValueError(f'test-time adaptation works on one image at a time; got a batch of '
                              f'{self.lq.shape[0]} (set batch_size_per_gpu: 1 for test/val datasets)')
+        self.self_check = None
+        son = self._son_degradation(adapt_opt) if steps > 0 or zssr else {'std': 0.0, 'son_jpeg': None}
         if zssr:
             self.output = zssr_super_resolve(
-                self.lq, self.kernel[0], self.image_scale, self.downsample, device=self.device,
-                max_iters=int(adapt_opt['zssr_iters']), seed=adapt_opt['seed'])[0]
+                self.lq,
+                self.kernel[0],
+                self.image_scale,
+                self.downsample,
+                device=self.device,
+                max_iters=int(adapt_opt['zssr_iters']),
+                seed=adapt_opt['seed'],
+                noise_std=son['std'],
+                jpeg_quality=son['son_jpeg'])[0]
         else:
             multiscale = adapt_opt['multiscale'] or record_is_multiscale(record)
             lrs = resolve_adapt_lrs(adapt_opt['lr'], steps, self.image_scale, self.downsample, multiscale,
@@ -285,13 +300,47 @@ class MetaSRModel(SRModel):
                 self.adapt_psnr.append(self._psnr_with(net, params))
 
             kernel = self.kernel[0] if self.kernel is not None else None
-            self.output = super_resolve_image(
-                net, self.lq, kernel, self.image_scale, steps, lrs, self.downsample,
-                self_ensemble=adapt_opt['self_ensemble'], back_projection=int(adapt_opt['back_projection']),
-                tile=adapt_opt['tile'], crop_budget=adapt_opt['crop_budget'],
-                rng=np.random.default_rng(adapt_opt['seed']), on_step=on_step if log_psnr else None)[0]
+            self.output, info = super_resolve_image(
+                net,
+                self.lq,
+                kernel,
+                self.image_scale,
+                steps,
+                lrs,
+                self.downsample,
+                self_ensemble=adapt_opt['self_ensemble'],
+                back_projection=int(adapt_opt['back_projection']),
+                tile=adapt_opt['tile'],
+                crop_budget=adapt_opt['crop_budget'],
+                rng=np.random.default_rng(adapt_opt['seed']),
+                on_step=on_step if log_psnr else None,
+                noise_std=son['std'],
+                noise_seed=adapt_opt['seed'] or 0,
+                jpeg_quality=son['son_jpeg'],
+                self_check=adapt_opt['self_check'])
+            self.self_check = info['self_check']
+            if self.self_check and self.self_check['choice'] != f'MZSR({steps})':
+                get_root_logger().warning(f'{self.lq_path}: self-check: adaptation did not help on the held-out '
+                                          f'crops ({scores_text(self.self_check)}); the output is '
+                                          f'{self.self_check["choice"]}')
         self.adapt_time = time.perf_counter() - start
         net.train(was_training)
+
+    def _son_degradation(self, adapt_opt):
+        """The noise and JPEG quality the son reproduces (``val.adapt.noise``/``jpeg``; see
+        :func:`~mzsr_plugin.noise_estimation.photo_degradation`)."""
+        path = self.lq_path
+        quality = jpeg_quality(path) if path and osp.isfile(path) else None
+        lr = self.lq[0].float().permute(1, 2, 0).cpu().numpy()
+        return photo_degradation(
+            lr,
+            quality,
+            self.kernel[0].cpu().numpy(),
+            self.image_scale,
+            self.downsample,
+            adapt_opt['noise'],
+            adapt_opt['jpeg'],
+            seed=adapt_opt['seed'] or 0)
 
     def _check_weights_record(self):
         """Test mode: refuses weights whose ``model_record`` names another scale or downsampling than the image's
