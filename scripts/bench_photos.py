@@ -83,7 +83,8 @@ def numbers(text, what, kind=float):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--benchmark', default=BENCHMARK, help='folder with B100/ (HR images)')
-    parser.add_argument('--images', type=int, default=8, help='the last N B100 images')
+    parser.add_argument('--hr', help='another folder of HR images (e.g. ../shared/data/benchmark/Set5) instead of B100')
+    parser.add_argument('--images', type=int, default=8, help='the last N images')
     parser.add_argument('--kernels', default=','.join(KERNELS), help=f'comma-separated, of {", ".join(KERNELS)}')
     parser.add_argument('--noise', default='0,2,5,10', help='noise stds in grey levels')
     parser.add_argument('--jpeg', default='0,95,85,75', help='JPEG qualities, 0 = PNG')
@@ -99,9 +100,10 @@ def main(argv=None):
         kinds = [k for k in args.kernels.split(',') if k]
         for kind in kinds:
             degradation(kind, 2, np.random.default_rng(0))
-        paths = sorted(glob.glob(osp.join(args.benchmark, 'B100', '*.png')))[-args.images:]
+        folder = args.hr or osp.join(args.benchmark, 'B100')
+        paths = sorted(glob.glob(osp.join(folder, '*.png')))[-args.images:]
         if not paths:
-            raise FileNotFoundError(f'--benchmark {args.benchmark}: no B100/*.png')
+            raise FileNotFoundError(f'no HR images (*.png) in {folder} (--hr, --benchmark)')
     except (ValueError, FileNotFoundError) as error:
         parser.error(str(error))
     nets = {}

@@ -196,23 +196,25 @@ def test_bench_kernel_div2krk_style_sets_noise_jpeg_and_a_real_div2krk_folder(tm
 
 def test_gallery_of_real_photos_shows_bicubic_mzsr_zssr_and_niqe(tmp_path):
     out = tmp_path / 'gallery'
-    result = run_script('gallery_real.py', '--out', out, '--photos', 'astronaut,rocket', '--crop', 96, '--view', 32,
-                        '--steps', 1, '--zssr-iters', 2, '--device', 'cpu')
+    result = run_script('gallery_real.py', '--out', out, '--photos', 'astronaut,rocket,phone', '--crop', 96, '--view',
+                        32, '--steps', 1, '--zssr-iters', 2, '--device', 'cpu')
     assert result.returncode == 0, result.stderr[-2000:]
     rows = json.loads((out / 'gallery.json').read_text())['rows']
-    assert [r['photo'] for r in rows] == ['astronaut', 'rocket']
+    assert [r['photo'] for r in rows] == ['astronaut', 'rocket', 'phone']
     assert rows[0]['jpeg_quality'] is None and rows[1]['jpeg_quality'] == 96  # rocket.jpg's own tables
+    assert rows[2]['jpeg_quality'] == 85 and cv2.imread(str(out / 'lr' / 'phone.jpg')).shape == (300, 451, 3)
     for row in rows:
-        assert row['lr_size'] == '96x96' and row['zssr_iterations'] == 2
+        assert row['lr_size'] == '96x96' and row['zssr_iterations'] == 2 and row['self_check'] in (
+            'bicubic', 'MZSR(0)', 'MZSR(1)')
         assert all(0 < row[f'niqe_{m}'] < 100 for m in ('bicubic', 'mzsr', 'zssr'))
         # Five panels (LR, bicubic, MZSR, ZSSR, kernel) of 64 SR pixels (the 32-pixel LR view), each at least
         # 2.5 inches at 100 dpi, and the row of zoomed crops.
         figure = cv2.imread(str(out / f'{row["photo"]}.png'))
         assert figure.shape[1] >= 5 * 250 and figure.shape[0] > 2 * 250
     assert '| astronaut | 96x96 |' in result.stdout and 'NIQE blind ZSSR (2 it.)' in result.stdout
-    assert cv2.imread(str(out / 'lr' / 'astronaut.png')).shape == (96, 96, 3)  # the LR crop, pixels as they are
+    assert cv2.imread(str(out / 'lr' / 'astronaut_crop.png')).shape == (96, 96, 3)  # the LR crop, pixels as they are
     bad = run_script('gallery_real.py', '--out', out, '--photos', 'lena')
-    assert bad.returncode != 0 and "--photos: unknown photo 'lena'; known: astronaut, chelsea, coffee, rocket" in \
-        bad.stderr
+    known = 'known: astronaut, chelsea, coffee, rocket, phone'
+    assert bad.returncode != 0 and f"--photos: unknown photo 'lena'; {known}" in bad.stderr
     small = run_script('gallery_real.py', '--out', out, '--crop', 64)
     assert small.returncode != 0 and '--crop 64: the SR would be under 192 pixels a side' in small.stderr
