@@ -57,8 +57,8 @@ def build_parser():
     kernels.add_argument(
         '--kernel-dir',
         metavar='DIR',
-        help='folder with one kernel per image: <stem>.mat, <stem>_0.mat, <stem>.npy, <stem>_0.npy, <stem>.png or '
-        '<stem>_0.png (first found)')
+        help='folder with one kernel per image: <stem>.mat, <stem>_0.mat, <stem>_kernel.mat (what --kernel estimate '
+        'writes), <stem>.npy, <stem>_0.npy, <stem>.png or <stem>_0.png (first found)')
     parser.add_argument('--steps', type=int, default=10, help='MZSR adaptation steps (default: %(default)s)')
     parser.add_argument(
         '--weights', metavar='W.pth', help='MZSR weights (BasicSR .pth, key "params"); default: the shipped model of '

@@ -32,12 +32,15 @@ from mzsr_plugin.utils.image_io import IMAGE_EXTENSIONS, read_image, to_uint8, w
 from mzsr_plugin.utils.matlab_resize import imresize_pt
 from mzsr_plugin.zssr import ZSSR_DEFAULTS, zssr_super_resolve
 
-# Kernel files looked up per image in a kernel folder, first match wins (``_0``: ZSSR/KernelGAN naming).
-KERNEL_PATTERNS = ('{stem}.mat', '{stem}_0.mat', '{stem}.npy', '{stem}_0.npy', '{stem}.png', '{stem}_0.png')
+# Kernel files looked up per image in a kernel folder, first match wins (``_0``: ZSSR/KernelGAN naming; ``_kernel``:
+# what blind mode writes, so its output folder serves a later run; its ``_kernel.png`` is a picture, not a kernel).
+KERNEL_PATTERNS = ('{stem}.mat', '{stem}_0.mat', '{stem}_kernel.mat', '{stem}.npy', '{stem}_0.npy', '{stem}.png',
+                   '{stem}_0.png')
 # Ground-truth files looked up per image in a GT folder (``_GT``: the official MZSR test naming).
 GT_PATTERNS = ('{stem}.png', '{stem}_GT.png', '{name}')
 KERNEL_HELP = ('pass --kernel FILE (.mat with key "kernel" or "Kernel", .npy, or .png) or a spec such as g_d_2.0, '
-               'or --kernel-dir DIR holding <stem>.mat, <stem>_0.mat, <stem>.npy or <stem>.png per image')
+               'or --kernel-dir DIR holding <stem>.mat, <stem>_0.mat, <stem>_kernel.mat, <stem>.npy or <stem>.png per '
+               'image')
 ESTIMATE = 'estimate'
 
 

@@ -282,7 +282,7 @@ KERNEL_TEST_DATASET = Section('MZSRKernelTestDataset', (
     Key('kernel_file', Text(allow_none=True, what='a kernel file path'), None, 'one kernel file (.mat/.npy/.png) '
         'for all images'),
     Key('kernel_dir', Text(allow_none=True, what='a folder path'), None, 'one kernel file per image '
-        '(<stem>.mat, <stem>_0.mat, ...)'),
+        '(<stem>.mat, <stem>_0.mat, <stem>_kernel.mat, ...)'),
     Key('kernel_size', Number(whole=True, low=1, odd=True), None, 'size of spec, random and estimated kernels (~: 21 '
         'for specs, the official test kernels; 15 for random and estimated ones, the meta-training kernels)'),
     Key('kernel_seed', WHOLE_GE0, 0, 'seed of kernel: random (and of the kernelgan estimator)'),

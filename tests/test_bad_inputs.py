@@ -211,7 +211,7 @@ ROWS = [
      r'--kernel g_q_2\.0: no such file, and not a kernel spec either \(unknown kernel spec "g_q_2\.0"; accepted '
      r'forms: g_d_<variance>', lambda f: run_cli(f, f / 'ok.png', '--kernel', 'g_q_2.0')),
     ('mzsr-sr: --kernel-dir without the kernel', CliError,
-     r'no kernel for .*ok\.png in --kernel-dir .*: looked for ok\.mat, ok_0\.mat, ok\.npy',
+     r'no kernel for .*ok\.png in --kernel-dir .*: looked for ok\.mat, ok_0\.mat, ok_kernel\.mat, ok\.npy',
      lambda f: run_cli(f, f / 'ok.png', '--kernel-dir', f / 'hr_ok')),
     ('mzsr-sr: missing --kernel', CliError,
      r'a blur kernel is required \(MZSR adapts to it; there is no bicubic fallback\): pass --kernel FILE',

@@ -249,7 +249,8 @@ def test_kernel_test_from_lq_with_kernel_dir(tmp_path):
         atol=1e-7)
     (kdir / 'img002.npy').unlink()
     # The same lookup as mzsr-sr --kernel-dir (mzsr_plugin.inference.KERNEL_PATTERNS).
-    tried = r'looked for img002\.mat, img002_0\.mat, img002\.npy, img002_0\.npy, img002\.png, img002_0\.png'
+    tried = (r'looked for img002\.mat, img002_0\.mat, img002_kernel\.mat, img002\.npy, img002_0\.npy, img002\.png, '
+             r'img002_0\.png')
     with pytest.raises(FileNotFoundError, match=r'no kernel for .*img002\.png in kernel_dir .*' + tried):
         dataset[2]
 

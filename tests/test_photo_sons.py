@@ -166,3 +166,20 @@ def test_basicsr_test_mode_reproduces_the_jpeg_and_logs_the_fallback(tmp_path, m
     assert off._son_degradation(off._adapt_opt())['son_jpeg'] is None
     off.test()
     assert off.self_check is None and len(warnings) == 1
+
+
+def test_blind_kernels_are_reused_by_kernel_dir(tmp_path):
+    photos = tmp_path / 'photos'
+    photos.mkdir()
+    for name, photo in (('cat', 'chelsea'), ('cup', 'coffee')):
+        cv2.imwrite(str(photos / f'{name}.png'), np.round(photo_lr(photo=photo, size=48)[..., ::-1] * 255).astype(
+            np.uint8))
+    common = ['--steps', '1', '--no-self-check', '--seed', '0']
+    assert cli.main([str(photos), '-o', str(tmp_path / 'out'), '--kernel', 'estimate'] + common) == 0
+    # The folder blind mode wrote (kernels beside the SR images of the same stems) serves as --kernel-dir.
+    assert cli.main([str(photos), '-o', str(tmp_path / 'out2'), '--kernel-dir', str(tmp_path / 'out')] + common) == 0
+    rows = {r['image']: r for r in json.load(open(tmp_path / 'out2' / 'metrics.json'))['images']}
+    for name in ('cat', 'cup'):
+        assert rows[f'{name}.png']['kernel'] == str(tmp_path / 'out' / f'{name}_kernel.mat')
+        first = cv2.imread(str(tmp_path / 'out' / f'{name}.png'))
+        assert np.array_equal(first, cv2.imread(str(tmp_path / 'out2' / f'{name}.png')))
