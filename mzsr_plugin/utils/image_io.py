@@ -1,15 +1,47 @@
 """Image files for the command line: read any common PNG/JPEG/BMP/TIFF as float RGB, write uint8 PNGs.
 
 Reading and writing go through :func:`cv2.imdecode` / :func:`cv2.imencode` on bytes, so paths with any characters
-work on every platform, and every failure names the file.
+work on every platform, and every failure names the file. Pixels are turned upright by the file's EXIF orientation
+(every portrait photo from a phone is stored on its side with orientation 6 or 8), as every viewer shows them.
 """
 import cv2
+import io
 import numpy as np
 import os
 from os import path as osp
+from PIL import Image, UnidentifiedImageError
+
+# EXIF orientation (tag 0x0112) -> how the stored (H, W, C) pixels are turned upright (values 2..8; 1 is upright).
+EXIF_ORIENTATION = 0x0112
+UPRIGHT = {
+    2: lambda a: a[:, ::-1],  # mirrored left-right
+    3: lambda a: a[::-1, ::-1],  # rotated 180
+    4: lambda a: a[::-1],  # mirrored top-bottom
+    5: lambda a: a.transpose(1, 0, 2),  # mirrored along the main diagonal
+    6: lambda a: np.rot90(a, -1),  # stored rotated 90 counter-clockwise: turn clockwise
+    7: lambda a: a[::-1, ::-1].transpose(1, 0, 2),  # mirrored along the anti-diagonal
+    8: lambda a: np.rot90(a, 1),  # stored rotated 90 clockwise: turn counter-clockwise
+}
 
 # What every reader of the package takes as an image file (mzsr-sr inputs, dataset preparation).
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm')
+
+
+def exif_orientation(data):
+    """The EXIF orientation (1..8) of encoded image bytes; 1 when there is none or it cannot be read.
+
+    Args:
+        data (ndarray): The encoded image, uint8.
+
+    Returns:
+        int
+    """
+    try:
+        with Image.open(io.BytesIO(data.tobytes())) as image:
+            value = image.getexif().get(EXIF_ORIENTATION, 1)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return 1
+    return value if value in UPRIGHT else 1
 
 
 def decode_image(content, source):
@@ -19,6 +51,7 @@ def decode_image(content, source):
     * An alpha channel (BGRA, gray + alpha) is dropped, not composited: the colour values are super-resolved as they
       are stored, whatever their transparency.
     * 8-bit images are divided by 255, 16-bit ones by 65535.
+    * The EXIF orientation is applied (:data:`UPRIGHT`): the pixels come out as viewers show them.
 
     Args:
         content (bytes | ndarray): The encoded image (PNG, JPEG, BMP, TIFF).
@@ -41,6 +74,9 @@ def decode_image(content, source):
         raise ValueError(f'image file {source} has {img.dtype} pixels; expected 8 or 16 bit integers')
     if img.ndim == 2:
         img = img[..., None]
+    orientation = exif_orientation(data)
+    if orientation != 1:
+        img = np.ascontiguousarray(UPRIGHT[orientation](img))
     channels = img.shape[2]
     if channels in (1, 2):  # gray, or gray + alpha
         return np.repeat(img[..., :1], 3, axis=2), True
