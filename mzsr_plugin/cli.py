@@ -12,11 +12,13 @@ there is no fallback to bicubic. Large images are handled in bounded memory: ada
 LR has more than ``--crop-budget`` pixels, and exact tiled inference when a side exceeds ``--tile``.
 """
 import argparse
+import cv2
 import csv
 import json
 import numpy as np
 import os
 import sys
+import time
 import torch
 import warnings
 from os import path as osp
@@ -137,6 +139,8 @@ def build_parser():
         help='JPEG quality the son is encoded at, so that adaptation undoes blocks instead of sharpening them: auto '
         '(default) takes a JPEG input\'s own quality (from its quantisation tables) and leaves other formats alone; '
         'none never encodes; Q: 1..100')
+    parser.add_argument('--skip-existing', action='store_true',
+                        help='skip inputs whose output is already in the output folder (rerun a killed run)')
     parser.add_argument(
         '--no-self-check',
         dest='self_check',
@@ -301,37 +305,72 @@ def main(argv=None):
         raise SystemExit(f'mzsr-sr: error: {error}') from None
     os.makedirs(args.output, exist_ok=True)
     rng = np.random.default_rng(args.seed)
-    rows = []
+    rows, failed, skipped = [], [], 0
+    start = time.perf_counter()
     for path, choice, gt in tqdm(jobs, desc='mzsr-sr', unit='img'):
+        stem = osp.splitext(osp.basename(path))[0]
+        output = osp.join(args.output, f'{stem}_zssr.png' if args.zssr else f'{stem}.png')
+        if args.skip_existing and osp.isfile(output):
+            skipped += 1
+            continue
         try:
             result = run_image(path, choice, settings, net, gt, rng=rng, progress=True)
             paths = save_outputs(result, args.output, args.compare)
-        except (FileNotFoundError, ValueError) as error:
+        except (FileNotFoundError, ValueError, OSError, cv2.error) as error:
+            # One bad photo in a folder is reported and the others are still processed.
             where = '' if path in str(error) else f'{path}: '  # once is enough
-            raise SystemExit(f'mzsr-sr: error: {where}{error}') from None
-        if result.estimated is not None:
-            _report_estimate(result, paths)
-        if result.noise['warning']:
-            tqdm.write(f'mzsr-sr: warning: {result.path}: {result.noise["warning"]}')
-        if result.noise['std'] > 0 or result.noise['son_jpeg']:
-            tqdm.write(f'{osp.basename(result.path)}: {describe_son(result.noise)}')
-        check = result.self_check
-        if check and check['choice'] != f'MZSR({result.steps})':
-            tqdm.write(f'mzsr-sr: warning: {result.path}: {describe_fallback(check)} (--no-self-check keeps the '
-                       'adapted net)')
-        row = metrics_row(result)
-        row['self_check_psnr'] = check['psnr'] if check else None
-        rows.append(row)
-        psnr = f', {row["psnr"]:.2f} dB' if row['psnr'] != '' else ''
-        tqdm.write(f'{row["image"]}: {row["seconds"]:.2f} s{psnr} -> {paths["sr"]}')
-    config = dict(vars(args))
-    config['weights'] = None if net is None else net.weights_path
-    config['model_record'] = None if net is None else net.record
-    summary = _write_metrics(args.output, rows, config)
-    if 'psnr' in summary:
-        print(f'mean PSNR {summary["psnr"]:.2f} dB, SSIM {summary["ssim"]:.4f} over the images with ground truth '
-              f'(bicubic {summary["psnr_bicubic"]:.2f} dB)')
+            failed.append(f'{where}{error}')
+            tqdm.write(f'mzsr-sr: error: {failed[-1]}', file=sys.stderr)
+            continue
+        rows.append(_report(result, paths))
+    done = len(rows)
+    if skipped:
+        rows = _earlier_rows(args.output, rows) + rows
+    if rows:
+        config = dict(vars(args))
+        config['weights'] = None if net is None else net.weights_path
+        config['model_record'] = None if net is None else net.record
+        summary = _write_metrics(args.output, rows, config)
+        if 'psnr' in summary:
+            print(f'mean PSNR {summary["psnr"]:.2f} dB, SSIM {summary["ssim"]:.4f} over the images with ground truth '
+                  f'(bicubic {summary["psnr_bicubic"]:.2f} dB)')
+    skipped_text = f', {skipped} skipped (output exists)' if skipped else ''
+    print(f'mzsr-sr: {done} done, {len(failed)} failed{skipped_text} in {time.perf_counter() - start:.1f} s')
+    if len(jobs) == 1 and failed:
+        raise SystemExit(f'mzsr-sr: error: {failed[0]}')
+    if failed:
+        raise SystemExit(f'mzsr-sr: error: {len(failed)} of {len(jobs)} images failed: ' + '; '.join(failed))
     return 0
+
+
+def _earlier_rows(out_dir, rows):
+    """The metrics rows an earlier run wrote for images this run skipped (``--skip-existing`` keeps them)."""
+    try:
+        with open(osp.join(out_dir, 'metrics.json')) as f:
+            earlier = json.load(f)['images']
+    except (OSError, ValueError, KeyError):
+        return []
+    done = {row['image'] for row in rows}
+    return [row for row in earlier if row.get('image') not in done]
+
+
+def _report(result, paths):
+    """Prints what one image's run says (kernel estimate, noise and JPEG, self-check, time) and returns its row."""
+    if result.estimated is not None:
+        _report_estimate(result, paths)
+    if result.noise['warning']:
+        tqdm.write(f'mzsr-sr: warning: {result.path}: {result.noise["warning"]}')
+    if result.noise['std'] > 0 or result.noise['son_jpeg']:
+        tqdm.write(f'{osp.basename(result.path)}: {describe_son(result.noise)}')
+    check = result.self_check
+    if check and check['choice'] != f'MZSR({result.steps})':
+        tqdm.write(f'mzsr-sr: warning: {result.path}: {describe_fallback(check)} (--no-self-check keeps the '
+                   'adapted net)')
+    row = metrics_row(result)
+    row['self_check_psnr'] = check['psnr'] if check else None
+    psnr = f', {row["psnr"]:.2f} dB' if row['psnr'] != '' else ''
+    tqdm.write(f'{row["image"]}: {row["seconds"]:.2f} s{psnr} -> {paths["sr"]}')
+    return row
 
 
 if __name__ == '__main__':
