@@ -144,9 +144,10 @@ def with_kernel(case, kernel, downsample='direct', noise_std=0.0):
                          case.scale, downsample, noise_std)
 
 
-def numbers(text, what):
+def numbers(text, what, kind=float):
+    """A comma-separated option as a list of ``kind`` (``--noise 0,5``); an error naming the option otherwise."""
     try:
-        return [float(v) for v in text.split(',')]
+        return [kind(v) for v in text.split(',')]
     except ValueError:
         raise ValueError(f'{what} {text!r}: expected comma-separated numbers, e.g. 0,5') from None
 

@@ -30,6 +30,7 @@ import json
 import numpy as np
 import os
 import tempfile
+from bench_kernel import numbers  # scripts/ is on the path of a script run from it
 from os import path as osp
 
 import mzsr_plugin  # noqa: F401  (first: makes basicsr importable on any torchvision)
@@ -71,13 +72,6 @@ def write_case(folder, stem, hr, kernel, downsample, scale, noise, quality, seed
     lr_path = osp.join(folder, f'{stem}.jpg' if quality else f'{stem}.png')
     cv2.imwrite(lr_path, bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)] if quality else [])
     return lr_path, gt_path
-
-
-def numbers(text, what, kind=float):
-    try:
-        return [kind(v) for v in text.split(',')]
-    except ValueError:
-        raise ValueError(f'{what} {text!r}: expected comma-separated numbers, e.g. 0,5') from None
 
 
 def main(argv=None):

@@ -218,3 +218,25 @@ def test_gallery_of_real_photos_shows_bicubic_mzsr_zssr_and_niqe(tmp_path):
     assert bad.returncode != 0 and f"--photos: unknown photo 'lena'; {known}" in bad.stderr
     small = run_script('gallery_real.py', '--out', out, '--crop', 64)
     assert small.returncode != 0 and '--crop 64: the SR would be under 192 pixels a side' in small.stderr
+
+
+def test_bench_photos_runs_blind_and_the_oracle_per_cell(tmp_path):
+    import skimage.data
+    hr = tmp_path / 'hr'
+    hr.mkdir()
+    for name in ('astronaut', 'coffee'):
+        cv2.imwrite(str(hr / f'{name}.png'), getattr(skimage.data, name)()[100:196, 100:196, ::-1])
+    result = run_script('bench_photos.py', '--hr', hr, '--images', 2, '--kernels', 'div2krk,bicubic', '--noise', '0,5',
+                        '--jpeg', '0,85', '--scales', 2, '--steps', 1, '--unchecked', '--json', tmp_path / 'p.json')
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((tmp_path / 'p.json').read_text())['summary']
+    assert list(summary) == [f'x2 {k} n{n} {q}' for k in ('div2krk', 'bicubic') for n in (0, 5) for q in ('png', 'q85')]
+    for cell, s in summary.items():
+        assert s['images'] == 2 and s['oracle'] is not None and 0 <= s['fallbacks'] <= 2
+        assert abs(s['gain'] - (s['blind'] - s['bicubic'])) < 1e-9 and s['worst'] <= s['gain']
+        assert s['check_time'] > 0
+    # Noise under a JPEG is read (matched to the son), and a clean PNG reads clean.
+    assert summary['x2 div2krk n5 q85']['noise_read'] > 2 and summary['x2 div2krk n0 png']['noise_read'] == 0
+    assert 'blind-oracle' in result.stdout and 'x2 bicubic n5 q85' in result.stdout
+    bad = run_script('bench_photos.py', '--hr', tmp_path / 'nowhere')
+    assert bad.returncode != 0 and 'no HR images (*.png) in' in bad.stderr
