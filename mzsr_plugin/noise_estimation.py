@@ -129,7 +129,10 @@ def matched_noise_std(lr, kernel, scale, downsample, jpeg_quality, seed=0):
         seed (int): Seed of the sons' noise.
 
     Returns:
-        float: Per-channel noise std, [0, 1] scale, in :func:`~mzsr_plugin.models.adaptation.make_son`'s terms.
+        float: Per-channel noise std, [0, 1] scale, in :func:`~mzsr_plugin.models.adaptation.make_son`'s terms; 0
+        when no level up to :data:`MATCH_MAX` makes the son read as noisy as the photo (what the photo's reading
+        holds then is structure the son lacks, e.g. the aliasing of a sharp x4 photo under an over-wide kernel
+        estimate, not noise: measured, the cap's 25/255 read on sharp x4 JPEGs whatever their noise).
     """
     h, w = lr.shape[:2]
     top, left = max(0, (h - MATCH_SIDE) // 2), max(0, (w - MATCH_SIDE) // 2)
@@ -149,8 +152,8 @@ def matched_noise_std(lr, kernel, scale, downsample, jpeg_quality, seed=0):
         levels.append(level / 255)
         readings.append(max(reading, readings[-1]) if readings else reading)  # the reading grows with the level
         if readings[-1] >= target:
-            break
-    return float(np.interp(target, readings, levels)) if len(levels) > 1 else 0.0
+            return float(np.interp(target, readings, levels)) if len(levels) > 1 else 0.0
+    return 0.0
 
 
 def photo_degradation(lr, file_quality, kernel, scale, downsample, noise=AUTO, jpeg=AUTO, seed=0):

@@ -79,6 +79,9 @@ def test_noise_under_jpeg_is_read_by_matching_the_son():
         matched = matched_noise_std(noisy, kernel, 2, 'direct', quality) * 255
         assert 3.0 < matched < 8.0, (quality, matched)
         assert matched_noise_std(clean, kernel, 2, 'direct', quality) * 255 < matched - 2.5
+    # A photo whose reading no son reaches (structure the son lacks, not noise) reads clean, not the cap.
+    texture = np.random.default_rng(0).random((96, 96, 3)).astype(np.float32)
+    assert matched_noise_std(texture, anisotropic_gaussian_kernel(15, 0.0, 8.0, 8.0), 4, 'direct', 85) == 0.0
 
 
 def test_masked_loss_and_held_out_blocks():
