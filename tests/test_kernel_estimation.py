@@ -212,3 +212,18 @@ def test_train_kernel_estimator_script_writes_regressors_the_estimator_loads(tmp
     few = subprocess.run([sys.executable, osp.join(ROOT, 'scripts', 'train_kernel_estimator.py'), '--train-dirs',
                           str(tmp_path / 'nothing')], capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert few.returncode != 0 and '0 images found; at least 10 are needed' in few.stderr
+
+
+def test_downsampling_probe_reports_held_out_accuracy_and_saves_nothing(tmp_path):
+    write_images(tmp_path / 'hr', 12, 96, 96)
+    out = tmp_path / 'never.pth'
+    result = subprocess.run([sys.executable, osp.join(ROOT, 'scripts', 'train_kernel_estimator.py'), '--train-dirs',
+                             str(tmp_path / 'hr'), '--probe-downsampling', '--clean', '--samples', '40',
+                             '--val-samples', '30', '--epochs', '2', '--out', str(out)], capture_output=True, text=True,
+                            timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert 'x2: 40 training / 30 held-out samples (clean: no noise, no JPEG)' in result.stdout
+    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines() if line.split()[:1] in (
+        ['direct'], ['matlab'], ['cv2_area'])}
+    assert 'direct' in rows and all(0 <= float(row[2]) <= 1 for row in rows.values())
+    assert result.stdout.count('of direct images would take the bicubic model') == 3 and not out.exists()
