@@ -90,6 +90,10 @@ def test_masked_loss_and_held_out_blocks():
     assert mask.shape == (2, 1, 40, 70)
     blocks = 2 * 3 * 5  # ceil(40 / 16) x ceil(70 / 16) per image
     assert mask[:, :, ::BLOCK, ::BLOCK].sum() == round(blocks * HELD_OUT)
+    # A tiny LR still learns from most of itself: smaller blocks, never the whole image held out.
+    for side in (1, 3, 8, 12):
+        tiny = held_out_mask((1, 3, side, side), np.random.default_rng(0))
+        assert 0 < tiny.sum() and (side == 1 or tiny.mean() <= 0.25)
     pred, target = torch.rand(2, 3, 40, 70), torch.rand(2, 3, 40, 70)
     assert torch.allclose(l1_loss(pred, target, torch.ones(2, 1, 40, 70)), l1_loss(pred, target))
     changed = target + 5 * mask  # only the held-out pixels change: a masked loss cannot see it
@@ -112,6 +116,8 @@ def test_self_check_falls_back_to_bicubic_when_adaptation_is_defeated():
     assert check['psnr'][BICUBIC] > max(check['psnr'][UNADAPTED], check['psnr']['MZSR(3)'])
     assert 0.05 < check['held_out'] < 0.25
     assert torch.equal(sr, imresize_pt(lr, 2))
+    tiny, info = super_resolve_image(net, lr[..., :6, :6], kernel, 2, 2, [1e-2] * 2, self_check=True)
+    assert torch.isfinite(tiny).all() and 0 < info['self_check']['held_out'] <= 0.25
     unchecked, info = super_resolve_image(net, lr, kernel, 2, 3, [50.0] * 3, self_check=False)
     assert info['self_check'] is None and (unchecked - sr).abs().mean() > 0.05
 

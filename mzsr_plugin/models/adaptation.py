@@ -316,6 +316,8 @@ def super_resolve_image(net,
             held = None
             if self_check:
                 held = held_out_mask(father.shape, np.random.default_rng((noise_seed, 1))).to(father)
+                if float(held.mean()) >= 1:  # a one-pixel LR: nothing would be left to learn from
+                    held = None
             start_params = params
             params = adapt(
                 net,
@@ -325,7 +327,7 @@ def super_resolve_image(net,
                 lrs,
                 on_step=lambda step, p, loss: (losses.append(float(loss)), on_step and on_step(step, p, loss)),
                 mask=None if held is None else 1 - held)
-            if self_check:
+            if held is not None:
                 adapted_name = f'MZSR({steps})'
                 scores = held_out_scores(net, start_params, params, son, father, held, scale, adapted_name)
                 check = {'psnr': scores, 'choice': choose(scores, adapted_name), 'held_out': float(held.mean())}

@@ -20,6 +20,8 @@ BLOCK = 16
 # Share of the LR blocks held out: enough pixels to score on (thousands on a 240x160 LR), few enough that the
 # adapted weights hardly change (measured in scripts/bench_photos.py).
 HELD_OUT = 1 / 8
+# Fewer blocks than this halve the block side (tiny images), so that most of the image is still learned from.
+MIN_BLOCKS = 8
 BICUBIC = 'bicubic'
 UNADAPTED = 'MZSR(0)'
 
@@ -30,13 +32,15 @@ def held_out_mask(shape, rng, block=BLOCK, share=HELD_OUT):
     Args:
         shape (tuple): Shape of the father batch, (N, C, h, w).
         rng (np.random.Generator): Chooses the blocks.
-        block (int): Block side in pixels.
+        block (int): Block side in pixels (halved while the batch has fewer than :data:`MIN_BLOCKS` blocks).
         share (float): Share of the blocks held out (at least one block).
 
     Returns:
         Tensor: Shape (N, 1, h, w), float32, 1 on held-out pixels.
     """
     n, _, h, w = shape
+    while block > 1 and n * math.ceil(h / block) * math.ceil(w / block) < MIN_BLOCKS:
+        block //= 2
     rows, cols = math.ceil(h / block), math.ceil(w / block)
     total = n * rows * cols
     chosen = rng.choice(total, size=max(1, round(total * share)), replace=False)
@@ -96,4 +100,7 @@ def scores_text(check):
     return ', '.join(f'{name} {psnr:.2f} dB' for name, psnr in check['psnr'].items())
 
 
-__all__ = ['BICUBIC', 'BLOCK', 'HELD_OUT', 'UNADAPTED', 'choose', 'held_out_mask', 'held_out_scores', 'scores_text']
+__all__ = [
+    'BICUBIC', 'BLOCK', 'HELD_OUT', 'MIN_BLOCKS', 'UNADAPTED', 'choose', 'held_out_mask', 'held_out_scores',
+    'scores_text'
+]
