@@ -11,7 +11,7 @@ from PIL import Image
 from mzsr_plugin import cli
 from mzsr_plugin.archs.mzsr_arch import MZSRNet
 from mzsr_plugin.data.degradations import add_noise, degrade_np
-from mzsr_plugin.data.kernels import anisotropic_gaussian_kernel, parse_kernel_spec
+from mzsr_plugin.data.kernels import anisotropic_gaussian_kernel, kernel_covariance, parse_kernel_spec
 from mzsr_plugin.evaluation import degraded_case
 from mzsr_plugin.kernel_estimation import estimate_kernel
 from mzsr_plugin.models.adaptation import make_son
@@ -91,9 +91,16 @@ def test_noise_floor_keeps_the_kernel_estimate_of_noisy_images():
     assert moments(floored).sum() > moments(plain).sum()
     same, _ = estimate_kernel(lr_of(truth, 'coffee'), 2, 'spectral', noise_std=0.0)
     np.testing.assert_array_equal(same, estimate_kernel(lr_of(truth, 'coffee'), 2, 'spectral')[0])
-    # The learned estimator reads the floor-free spectrum too: closer than without it.
-    learned = {n: moments(estimate_kernel(lr, 2, 'learned', noise_std=n)[0]) for n in (0.0, estimate_noise_std(lr))}
-    assert np.abs(learned[estimate_noise_std(lr)] - moments(truth)).sum() < np.abs(learned[0.0] - moments(truth)).sum()
+    # The learned estimator reads the floor-free spectrum too: closer than without it, over a few photos (relative
+    # covariance error; one photo alone may go either way).
+    errors = {False: [], True: []}
+    for photo in ('coffee', 'astronaut', 'chelsea'):
+        image = noisy(lr_of(truth, photo), 5)
+        for floor in errors:
+            kernel = estimate_kernel(image, 2, 'learned', noise_std=estimate_noise_std(image) if floor else 0.0)[0]
+            errors[floor].append(np.linalg.norm(kernel_covariance(kernel) - kernel_covariance(truth)) /
+                                 np.linalg.norm(kernel_covariance(truth)))
+    assert np.mean(errors[True]) < np.mean(errors[False])
 
 
 def test_warnings_name_what_is_beyond_adaptation():

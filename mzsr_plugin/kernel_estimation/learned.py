@@ -6,8 +6,8 @@ A multilayer perceptron reads the patch-averaged log power spectrum (16x16 bins,
 closed-form fit, and returns the kernel's covariance (second moments); the kernel is the Gaussian with that
 covariance, projected onto meta-training's range as the fit's is. One regressor per scale, trained by
 ``scripts/train_kernel_estimator.py`` on BSDS400/HQ70 crops (never on the benchmark sets) with kernels drawn half
-DIV2KRK-style, half from meta-training's Gaussian family with log-uniform variances down to 0.2 (nearly no blur),
-some with noise and JPEG. The shipped file holds x2 (held-out covariance error 0.37 against the fit's 0.47); an x4
+DIV2KRK-style, half from meta-training's Gaussian family with log-uniform variances down to 0.05 (nearly no blur),
+some with noise and JPEG. The shipped file holds x2 (held-out covariance error 0.26 against the fit's 0.44); an x4
 regressor measured no better than the fit (0.62 against 0.60) and is not shipped. Deterministic, about a
 millisecond per image on CPU.
 """
