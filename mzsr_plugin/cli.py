@@ -22,7 +22,6 @@ import time
 import torch
 import warnings
 from os import path as osp
-from tqdm import tqdm
 
 from mzsr_plugin.inference import (AUTO, KERNEL_HELP, NO_JPEG, ModelRecordWarning, RunSettings, describe_fallback,
                                    describe_son, find_gt, find_kernel_file, list_inputs, load_network, resolve_kernel,
@@ -31,6 +30,7 @@ from mzsr_plugin.kernel_estimation import DEFAULT_ESTIMATOR, ESTIMATORS
 from mzsr_plugin.model_zoo import MODEL_ZOO
 from mzsr_plugin.models.adaptation import ADAPT_LR_PRESETS, DEFAULT_CROP_BUDGET, DEFAULT_TILE
 from mzsr_plugin.option_schema import LR_SPEC, VAL_ADAPT
+from mzsr_plugin.utils.progress import progress, write
 from mzsr_plugin.zssr import ZSSR_DEFAULTS
 
 # mzsr-sr flag -> the val.adapt key whose check it shares (mzsr_plugin.option_schema.VAL_ADAPT).
@@ -275,9 +275,9 @@ def _write_metrics(out_dir, rows, config):
 def _report_estimate(result, paths):
     info = result.estimated
     if info['warning']:
-        tqdm.write(f'mzsr-sr: warning: {result.path}: {info["warning"]}')
-    tqdm.write(f'{osp.basename(result.path)}: kernel estimated ({info["method"]}) in {info["seconds"]:.2f} s -> '
-               f'{paths["kernel_mat"]}')
+        write(f'mzsr-sr: warning: {result.path}: {info["warning"]}')
+    write(f'{osp.basename(result.path)}: kernel estimated ({info["method"]}) in {info["seconds"]:.2f} s -> '
+          f'{paths["kernel_mat"]}')
 
 
 def main(argv=None):
@@ -307,7 +307,7 @@ def main(argv=None):
     rng = np.random.default_rng(args.seed)
     rows, failed, skipped = [], [], 0
     start = time.perf_counter()
-    for path, choice, gt in tqdm(jobs, desc='mzsr-sr', unit='img'):
+    for path, choice, gt in progress(jobs, 'mzsr-sr', lines=False):  # _report prints each image's line
         stem = osp.splitext(osp.basename(path))[0]
         output = osp.join(args.output, f'{stem}_zssr.png' if args.zssr else f'{stem}.png')
         if args.skip_existing and osp.isfile(output):
@@ -320,7 +320,7 @@ def main(argv=None):
             # One bad photo in a folder is reported and the others are still processed.
             where = '' if path in str(error) else f'{path}: '  # once is enough
             failed.append(f'{where}{error}')
-            tqdm.write(f'mzsr-sr: error: {failed[-1]}', file=sys.stderr)
+            write(f'mzsr-sr: error: {failed[-1]}', file=sys.stderr)
             continue
         rows.append(_report(result, paths))
     done = len(rows)
@@ -359,17 +359,17 @@ def _report(result, paths):
     if result.estimated is not None:
         _report_estimate(result, paths)
     if result.noise['warning']:
-        tqdm.write(f'mzsr-sr: warning: {result.path}: {result.noise["warning"]}')
+        write(f'mzsr-sr: warning: {result.path}: {result.noise["warning"]}')
     if result.noise['std'] > 0 or result.noise['son_jpeg']:
-        tqdm.write(f'{osp.basename(result.path)}: {describe_son(result.noise)}')
+        write(f'{osp.basename(result.path)}: {describe_son(result.noise)}')
     check = result.self_check
     if check and check['choice'] != f'MZSR({result.steps})':
-        tqdm.write(f'mzsr-sr: warning: {result.path}: {describe_fallback(check)} (--no-self-check keeps the '
-                   'adapted net)')
+        write(f'mzsr-sr: warning: {result.path}: {describe_fallback(check)} (--no-self-check keeps the '
+              'adapted net)')
     row = metrics_row(result)
     row['self_check_psnr'] = check['psnr'] if check else None
     psnr = f', {row["psnr"]:.2f} dB' if row['psnr'] != '' else ''
-    tqdm.write(f'{row["image"]}: {row["seconds"]:.2f} s{psnr} -> {paths["sr"]}')
+    write(f'{row["image"]}: {row["seconds"]:.2f} s{psnr} -> {paths["sr"]}')
     return row
 
 

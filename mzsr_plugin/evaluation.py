@@ -148,7 +148,8 @@ def evaluate_adaptation(net, images, steps_list=(0, 1, 10), lrs=None, device='cp
 
     Args:
         net (nn.Module): The network (unchanged).
-        images (Sequence[DegradedImage]): Test cases.
+        images (Iterable[DegradedImage]): Test cases (a :func:`~mzsr_plugin.utils.progress.progress` over them shows
+            how far it is).
         steps_list (Sequence[int]): Step counts to report.
         lrs (Sequence[float | dict] | None): Per-step learning rates for ``max(steps_list)`` steps (None: the
             net's learned step sizes, ``net.inner_lrs``, if it has them, else the official preset).

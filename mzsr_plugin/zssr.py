@@ -52,13 +52,13 @@ import numpy as np
 import time
 import torch
 from torch.nn import functional as F
-from tqdm import tqdm
 
 from mzsr_plugin.archs.mzsr_arch import MZSRNet
 from mzsr_plugin.data.degradations import degrade_pt, jpeg_compress_pt
 from mzsr_plugin.models.adaptation import _dihedral, back_project
 from mzsr_plugin.models.inner_loop import l1_loss
 from mzsr_plugin.models.tiling import required_overlap, tiled_forward
+from mzsr_plugin.utils.progress import bar as progress_bar
 
 ZSSR_DEFAULTS = {
     # Network (Config: width, depth, learn_residual=True, init_variance)
@@ -362,7 +362,7 @@ def zssr_super_resolve(lr,
     kernel = torch.as_tensor(kernel, dtype=torch.float32, device=device)
     run = _ZSSRRun(lr, kernel, int(scale), downsample, config, np.random.default_rng(seed), tile)
     iteration = 0
-    bar = tqdm(total=config['max_iters'], desc='ZSSR', unit='it', disable=not progress)
+    bar = progress_bar(config['max_iters'], 'ZSSR', enabled=progress)
     for iteration in range(config['max_iters']):
         run.train_step()
         if iteration % config['run_test_every'] == 0:

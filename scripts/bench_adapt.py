@@ -30,6 +30,7 @@ from mzsr_plugin.models.adaptation import at_scale, make_son, resolve_adapt_lrs
 from mzsr_plugin.models.cuda_graphs import GraphedAdaptation
 from mzsr_plugin.models.inner_loop import detached_params, sgd_step
 from mzsr_plugin.utils.matlab_resize import imresize_pt
+from mzsr_plugin.utils.progress import progress
 from mzsr_plugin.zssr import zssr_super_resolve
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -126,7 +127,8 @@ def main():
     rows = {}
     for label, path in weights.items():
         net = load_mzsr_weights(path, 2, args.device)
-        results = evaluate_adaptation(net, [c[1] for c in cases], STEPS, device=args.device)
+        results = evaluate_adaptation(net, progress([c[1] for c in cases], label, name=lambda im: im.name), STEPS,
+                                      device=args.device)
         for (group, image), result in zip(cases, results):
             for steps in STEPS:
                 rows.setdefault((group, image.name), {})[f'{label} ({steps})'] = (result.psnr[steps],

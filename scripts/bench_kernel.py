@@ -47,6 +47,7 @@ from mzsr_plugin.inference import load_network
 from mzsr_plugin.kernel_estimation import DEFAULT_ESTIMATOR, estimate_kernel
 from mzsr_plugin.noise_estimation import auto_noise_std
 from mzsr_plugin.utils.figures import kernel_image, new_figure
+from mzsr_plugin.utils.progress import progress, write
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 BENCHMARK = osp.join(ROOT, '..', 'shared', 'data', 'benchmark')
@@ -187,7 +188,7 @@ def main(argv=None):
             cases += [(group + suffix, degraded(case, noise, quality, seed=index))
                       for index, (group, case) in enumerate(clean)]
     rows = []
-    for group, case in cases:
+    for group, case in progress(cases, 'bench_kernel', lines=False):  # one printed line per image below
         lr = case.lr[0].permute(1, 2, 0).numpy()
         truth = case.kernel.numpy()
         net = nets[case.scale]
@@ -222,8 +223,8 @@ def main(argv=None):
         estimates = '  '.join(f'{m}: k {row[m]["kernel_psnr"]:.1f} dB, cov {row[m]["cov_error"]:.2f}, '
                               f'{row[m]["seconds"]:.2f} s' for m in estimators)
         adapted = ' '.join(f'{k} {v:.2f}' for k, v in row['mzsr'].items())
-        print(f'{group:<22} {case.name:<12} {estimates}  noise read {row["noise_read"]:.1f}  bicubic '
-              f'{row["bicubic"]:.2f} MZSR(0) {row["mzsr0"]:.2f} MZSR({args.steps}) {adapted}', flush=True)
+        write(f'{group:<22} {case.name:<12} {estimates}  noise read {row["noise_read"]:.1f}  bicubic '
+              f'{row["bicubic"]:.2f} MZSR(0) {row["mzsr0"]:.2f} MZSR({args.steps}) {adapted}')
     labels = estimators + [BLIND, 'true', TRUE_NOISE] + ([] if args.no_bicubic_assumption else ['bicubic assumption'])
     print(f'\n{"set":<22} {"n":>3}  ' + '  '.join(f'{m + " kPSNR/cov/s":>26}' for m in estimators) +
           f'  {"bicubic":>8} {"MZSR(0)":>8}  ' + '  '.join(f'{f"MZSR({args.steps}) " + label:>26}' for label in labels))

@@ -37,6 +37,7 @@ import mzsr_plugin  # noqa: F401  (first: makes basicsr importable on any torchv
 from mzsr_plugin.data.degradations import add_noise, degrade_np
 from mzsr_plugin.data.kernels import div2krk_kernel, parse_kernel_spec
 from mzsr_plugin.inference import KernelChoice, RunSettings, load_network, resolve_kernel, run_image
+from mzsr_plugin.utils.progress import progress, write
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 BENCHMARK = osp.join(ROOT, '..', 'shared', 'data', 'benchmark')
@@ -134,7 +135,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as folder:
         for scale, kind, noise, quality in itertools.product(scales, kinds, noises, qualities):
             cell = f'x{scale} {kind} n{noise:g} ' + (f'q{quality}' if quality else 'png')
-            for index, path in enumerate(paths):
+            for index, path in progress(list(enumerate(paths)), cell, lines=False):  # one printed line per image
                 kernel, downsample = degradation(kind, scale, np.random.default_rng((100, scale, index)))
                 stem = osp.splitext(osp.basename(path))[0]
                 hr = cv2.imread(path, cv2.IMREAD_COLOR)[..., ::-1]
@@ -143,9 +144,9 @@ def main(argv=None):
                 row.update(cell=cell, image=stem, noise=noise)
                 rows.append(row)
                 os.remove(lr_path)
-                print(f'{cell:<22} {stem:<10} bicubic {row["bicubic"]:.2f} blind {row["blind"]:.2f} '
+                write(f'{cell:<22} {stem:<10} bicubic {row["bicubic"]:.2f} blind {row["blind"]:.2f} '
                       f'(noise read {row["noise_read"]:.1f}, self-check: {row["fallback"]})'
-                      + (f' oracle {row["oracle"]:.2f}' if 'oracle' in row else ''), flush=True)
+                      + (f' oracle {row["oracle"]:.2f}' if 'oracle' in row else ''))
     summary = {}
     print(f'\n{"cell":<22} {"n":>2} {"bicubic":>8} {"blind":>7} {"blind-bic":>9} {"worst":>7} {"under":>5} '
           f'{"oracle":>7} {"blind-oracle":>12} {"fallbacks":>9} {"noise read":>10} {"noise err":>9}'

@@ -30,6 +30,7 @@ from mzsr_plugin.data.kernel_test_dataset import MZSRKernelTestDataset
 from mzsr_plugin.data.kernels import parse_kernel_spec
 from mzsr_plugin.evaluation import bicubic_psnr, evaluate_adaptation, file_sha256, images_from_dataset
 from mzsr_plugin.inference import load_network
+from mzsr_plugin.utils.progress import progress
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 BENCHMARK = osp.join(ROOT, '..', 'shared', 'data', 'benchmark')
@@ -135,7 +136,8 @@ def main(argv=None):
             start = time.perf_counter()
             bicubic = [bicubic_psnr(image) for image in images]
             cells[('Bicubic', column)] = (float(np.mean(bicubic)), (time.perf_counter() - start) / len(images))
-            results = evaluate_adaptation(net, images, STEPS, device=args.device)
+            results = evaluate_adaptation(net, progress(images, f'MZSR {column}', name=lambda im: im.name), STEPS,
+                                          device=args.device)
             for steps in STEPS:
                 cells[(f'MZSR({steps})', column)] = (float(np.mean([r.psnr[steps] for r in results])),
                                                      float(np.mean([r.seconds[steps] for r in results])))

@@ -16,6 +16,7 @@ from os import path as osp
 
 from mzsr_plugin.data.kernels import parse_kernel_spec, random_gaussian_kernel
 from mzsr_plugin.evaluation import bicubic_psnr, degraded_case, evaluate_adaptation
+from mzsr_plugin.utils.progress import progress
 
 SELECTION_STEPS = (0, 1, 10)
 # (family, kernel spec or None for a random one, scale or None for the model's) per image, in sorted file order.
@@ -115,7 +116,9 @@ def score_network(net, cases, device='cpu'):
         under their bicubic PSNR after 10 steps), ``gain`` (:func:`adaptation_gain`) and ``guard``
         (:func:`passes_guard`).
     """
-    results = evaluate_adaptation(net, [case for _, case in cases], SELECTION_STEPS, device=device)
+    # A bar on a terminal; in a log the campaign's one [eval] line per evaluation says it all.
+    results = evaluate_adaptation(net, progress([case for _, case in cases], 'selection', lines=False),
+                                  SELECTION_STEPS, device=device)
     per_case, families = {}, {}
     for (family, case), result in zip(cases, results):
         entry = {str(s): result.psnr[s] for s in SELECTION_STEPS}

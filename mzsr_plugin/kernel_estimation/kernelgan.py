@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
-from tqdm import tqdm
 
+from mzsr_plugin.utils.progress import bar as progress_bar
 from .spectral import LUMA, check_estimable
 
 
@@ -101,7 +101,8 @@ def kernelgan_estimate(lr, scale, iterations=1000, crop=64, seed=0, device='cpu'
         lefts = rng.integers(0, w - side + 1, count)
         return torch.cat([image[..., t:t + side, l:l + side] for t, l in zip(tops, lefts)])
 
-    for _ in tqdm(range(iterations), desc='KernelGAN', disable=not progress, leave=False):
+    bar = progress_bar(iterations, 'KernelGAN', enabled=progress, leave=False)
+    for _ in range(iterations):
         fake = gen(crops(crop))
         real = crops(fake.shape[-1])
         loss_g = ((disc(fake) - 1)**2).mean() + kernel_regularisation(gen.kernel())
@@ -112,6 +113,8 @@ def kernelgan_estimate(lr, scale, iterations=1000, crop=64, seed=0, device='cpu'
         opt_d.zero_grad()
         loss_d.backward()
         opt_d.step()
+        bar.update()
+    bar.close()
     with torch.no_grad():
         kernel = gen.kernel().clamp(min=0).cpu().numpy().astype(np.float64)
     pad = (size - kernel.shape[0]) // 2
