@@ -93,6 +93,8 @@ setup(
         'scikit-image',
         'matplotlib',
         'tqdm',
+        # HEIC/HEIF photos (an iPhone's default format), registered as Pillow's opener in utils/image_io.py.
+        'pillow-heif>=0.16',
         # basicsr 1.4.2 imports distutils, which Python 3.12 only has through setuptools.
         'setuptools; python_version >= "3.12"',
     ],

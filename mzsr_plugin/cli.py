@@ -5,6 +5,7 @@ Examples::
     mzsr-sr photo.png -o results --scale 2 --kernel photo_kernel.mat --steps 10
     mzsr-sr lr_folder -o results --kernel-dir kernels --gt gt_folder --compare
     mzsr-sr lr_folder -o results --kernel g_d_2.0 --zssr --device cuda
+    mzsr-sr IMG_0042.HEIC -o results --kernel estimate --ext jpg --quality 92   # a phone photo, its EXIF and profile
 
 Per image: ``son = degrade(LR, kernel)``, ``--steps`` SGD steps on (son -> LR) from the meta-learned weights,
 then SR of the LR (:func:`super_resolve_image`). The blur kernel of each image is required: MZSR adapts to it, and
@@ -23,13 +24,14 @@ import torch
 import warnings
 from os import path as osp
 
-from mzsr_plugin.inference import (AUTO, KERNEL_HELP, NO_JPEG, ModelRecordWarning, RunSettings, describe_fallback,
-                                   describe_son, find_gt, find_kernel_file, list_inputs, load_network, resolve_kernel,
-                                   run_image, save_outputs)
+from mzsr_plugin.inference import (AUTO, KERNEL_HELP, NO_JPEG, ModelRecordWarning, OutputSettings, RunSettings,
+                                   describe_fallback, describe_son, find_gt, find_kernel_file, list_inputs,
+                                   load_network, output_name, resolve_kernel, run_image, save_outputs)
 from mzsr_plugin.kernel_estimation import DEFAULT_ESTIMATOR, ESTIMATORS
 from mzsr_plugin.model_zoo import MODEL_ZOO
 from mzsr_plugin.models.adaptation import ADAPT_LR_PRESETS, DEFAULT_CROP_BUDGET, DEFAULT_TILE
 from mzsr_plugin.option_schema import LR_SPEC, VAL_ADAPT
+from mzsr_plugin.utils.image_io import OUTPUT_FORMATS, SUPPORTED_FORMATS
 from mzsr_plugin.utils.progress import progress, write
 from mzsr_plugin.zssr import ZSSR_DEFAULTS
 
@@ -46,7 +48,8 @@ def build_parser():
         prog='mzsr-sr',
         description='Zero-shot super-resolution of images with a known blur kernel: MZSR (meta-learned weights '
         'adapted in a few steps) or the ZSSR baseline (--zssr).')
-    parser.add_argument('inputs', nargs='+', metavar='INPUT', help='LR image files and/or folders of images')
+    parser.add_argument('inputs', nargs='+', metavar='INPUT',
+                        help=f'LR image files and/or folders of images ({SUPPORTED_FORMATS})')
     parser.add_argument('-o', '--output', required=True, metavar='OUT', help='output folder')
     parser.add_argument('--scale', type=int, default=2, help='SR scale (default: %(default)s)')
     kernels = parser.add_mutually_exclusive_group()
@@ -139,6 +142,17 @@ def build_parser():
         help='JPEG quality the son is encoded at, so that adaptation undoes blocks instead of sharpening them: auto '
         '(default) takes a JPEG input\'s own quality (from its quantisation tables) and leaves other formats alone; '
         'none never encodes; Q: 1..100')
+    parser.add_argument(
+        '--ext',
+        choices=tuple(OUTPUT_FORMATS),
+        default='png',
+        help='format of the SR files, written with the photo\'s ICC profile and EXIF (camera, date; orientation 1) '
+        '(default: %(default)s)')
+    parser.add_argument('--quality', type=int, metavar='Q',
+                        help='quality of jpg and webp outputs, 1..100 (default: '
+                        f'{", ".join(f"{k} {f.quality}" for k, f in OUTPUT_FORMATS.items() if f.quality)})')
+    parser.add_argument('--keep-gps', action='store_true',
+                        help='keep the photo\'s GPS position in the EXIF written (dropped by default)')
     parser.add_argument('--skip-existing', action='store_true',
                         help='skip inputs whose output is already in the output folder (rerun a killed run)')
     parser.add_argument(
@@ -222,6 +236,10 @@ def _plan(args, parser):
     return jobs
 
 
+def _output(args):
+    return OutputSettings(ext=args.ext, quality=args.quality, keep_gps=args.keep_gps)
+
+
 def _settings(args):
     return RunSettings(scale=args.scale, steps=args.steps, lr=parse_lrs(args.lr), zssr=args.zssr,
                        zssr_iters=args.zssr_iters, self_ensemble=args.self_ensemble,
@@ -231,12 +249,12 @@ def _settings(args):
                        compare=args.compare, device=args.device)
 
 
-def metrics_row(result):
-    """One line of ``metrics.csv`` for an :class:`~mzsr_plugin.inference.ImageResult`."""
+def metrics_row(result, sr_path):
+    """One line of ``metrics.csv`` for an :class:`~mzsr_plugin.inference.ImageResult` written to ``sr_path``."""
     m = result.metrics
     return {
         'image': osp.basename(result.path),
-        'output': result.output_name,
+        'output': osp.basename(sr_path),
         'method': result.method,
         'steps': result.steps,
         'kernel': result.kernel_source,
@@ -290,7 +308,7 @@ def main(argv=None):
                      'cpu')
     try:
         jobs = _plan(args, parser)
-        settings = _settings(args)
+        settings, output = _settings(args), _output(args)
         net = None
         if not args.zssr:
             with warnings.catch_warnings(record=True) as caught:
@@ -309,13 +327,13 @@ def main(argv=None):
     start = time.perf_counter()
     for path, choice, gt in progress(jobs, 'mzsr-sr', lines=False):  # _report prints each image's line
         stem = osp.splitext(osp.basename(path))[0]
-        output = osp.join(args.output, f'{stem}_zssr.png' if args.zssr else f'{stem}.png')
-        if args.skip_existing and osp.isfile(output):
+        name = output_name(stem, 'ZSSR' if args.zssr else 'MZSR', args.ext)
+        if args.skip_existing and osp.isfile(osp.join(args.output, name)):
             skipped += 1
             continue
         try:
             result = run_image(path, choice, settings, net, gt, rng=rng, progress=True)
-            paths = save_outputs(result, args.output, args.compare)
+            paths = save_outputs(result, args.output, args.compare, output)
         except (FileNotFoundError, ValueError, OSError, cv2.error) as error:
             # One bad photo in a folder is reported and the others are still processed.
             where = '' if path in str(error) else f'{path}: '  # once is enough
@@ -366,7 +384,7 @@ def _report(result, paths):
     if check and check['choice'] != f'MZSR({result.steps})':
         write(f'mzsr-sr: warning: {result.path}: {describe_fallback(check)} (--no-self-check keeps the '
               'adapted net)')
-    row = metrics_row(result)
+    row = metrics_row(result, paths['sr'])
     row['self_check_psnr'] = check['psnr'] if check else None
     psnr = f', {row["psnr"]:.2f} dB' if row['psnr'] != '' else ''
     write(f'{row["image"]}: {row["seconds"]:.2f} s{psnr} -> {paths["sr"]}')

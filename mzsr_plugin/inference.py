@@ -9,7 +9,8 @@ resolve inputs here and nowhere else. The data path of one image::
     load_network(None, scale, downsample)      -> the zoo's model for them (MZSRNet + learned step sizes + record)
     run_image(path, choice, settings, net)     -> ImageResult: son = LR*k↓s, n SGD steps on (son -> LR), SR of
                                                   LR, bicubic, official PSNR/SSIM against the GT
-    save_outputs(result, out_dir)              -> <stem>.png, <stem>_kernel.mat/.png, <stem>_compare.png
+    save_outputs(result, out_dir, output)      -> <stem>.png (or .jpg/.tif/.webp, with the photo's ICC profile and
+                                                  EXIF), <stem>_kernel.mat/.png, <stem>_compare.png
 """
 import numpy as np
 import os
@@ -28,7 +29,7 @@ from mzsr_plugin.models.adaptation import DEFAULT_CROP_BUDGET, DEFAULT_TILE, res
 from mzsr_plugin.models.self_check import scores_text
 from mzsr_plugin.noise_estimation import AUTO, NO_JPEG, auto_noise_std, jpeg_quality, photo_degradation
 from mzsr_plugin.utils.figures import kernel_image, save_comparison
-from mzsr_plugin.utils.image_io import IMAGE_EXTENSIONS, read_image, to_uint8, write_image
+from mzsr_plugin.utils.image_io import IMAGE_EXTENSIONS, OUTPUT_FORMATS, read_image, read_photo, to_uint8, write_image
 from mzsr_plugin.utils.matlab_resize import imresize_pt
 from mzsr_plugin.zssr import ZSSR_DEFAULTS, zssr_super_resolve
 
@@ -238,6 +239,33 @@ class RunSettings:
 
 
 @dataclass
+class OutputSettings:
+    """How the super-resolved photo is written (``mzsr-sr --ext --quality --keep-gps``; the app's fields).
+
+    Attributes:
+        ext (str): A key of :data:`~mzsr_plugin.utils.image_io.OUTPUT_FORMATS` (``png``, ``jpg``, ``tif``, ``webp``).
+        quality (int | None): JPEG/WebP quality 1..100; None: the format's default.
+        keep_gps (bool): Keep the photo's GPS position in the EXIF written (dropped by default).
+    """
+    ext: str = 'png'
+    quality: int = None
+    keep_gps: bool = False
+
+    def __post_init__(self):
+        if self.ext not in OUTPUT_FORMATS:
+            raise ValueError(f'output format {self.ext!r}: expected one of {", ".join(OUTPUT_FORMATS)}')
+        lossy = [name for name, fmt in OUTPUT_FORMATS.items() if fmt.quality]
+        if self.quality is not None and (self.ext not in lossy or not 1 <= self.quality <= 100):
+            raise ValueError(f'quality {self.quality}: applies to {" and ".join(lossy)} outputs, 1..100 (the output '
+                             f'format is {self.ext})')
+
+
+def output_name(stem, method, ext='png'):
+    """The SR file's name: ``<stem>.<ext>``, ``<stem>_zssr.<ext>`` for the ZSSR baseline."""
+    return f'{stem}_zssr.{ext}' if method == 'ZSSR' else f'{stem}.{ext}'
+
+
+@dataclass
 class ImageResult:
     """One super-resolved image and what was measured of it.
 
@@ -258,6 +286,7 @@ class ImageResult:
             (``choice``) and the share held out (``held_out``); None when not checked.
         gt_path (str | None), gt (np.ndarray | None): Ground truth (uint8 RGB, mod-cropped).
         metrics (dict): ``psnr``, ``ssim``, ``psnr_bicubic``, ``ssim_bicubic``, ``psnr0`` (with GT).
+        metadata (PhotoMetadata | None): The photo's colour profile and EXIF, carried to the output.
     """
     path: str
     stem: str
@@ -279,10 +308,7 @@ class ImageResult:
     gt_path: str = None
     gt: np.ndarray = None
     metrics: dict = field(default_factory=dict)
-
-    @property
-    def output_name(self):
-        return f'{self.stem}_zssr.png' if self.method == 'ZSSR' else f'{self.stem}.png'
+    metadata: object = None
 
 
 def image_metrics(sr_uint8, gt_path, scale, gray):
@@ -356,7 +382,7 @@ def run_image(path, choice, settings, net=None, gt_path=None, rng=None, progress
     Returns:
         ImageResult
     """
-    img, gray = read_image(path)
+    img, gray, metadata = read_photo(path)
     stem = osp.splitext(osp.basename(path))[0]
     scale, device = settings.scale, torch.device(settings.device)
     downsample = choice.downsample
@@ -444,7 +470,8 @@ def run_image(path, choice, settings, net=None, gt_path=None, rng=None, progress
         estimated=estimated,
         noise=noise,
         self_check=info.get('self_check'),
-        gt_path=gt_path)
+        gt_path=gt_path,
+        metadata=metadata)
     if gt_path:
         m = result.metrics
         m['psnr'], m['ssim'], result.gt = image_metrics(to_uint8(result.sr, gray), gt_path, scale, gray)
@@ -454,20 +481,22 @@ def run_image(path, choice, settings, net=None, gt_path=None, rng=None, progress
     return result
 
 
-def save_outputs(result, out_dir, compare=False):
+def save_outputs(result, out_dir, compare=False, output=None):
     """Writes what ``mzsr-sr`` writes of one image.
 
     Args:
         result (ImageResult): From :func:`run_image`.
         out_dir (str): Output folder.
         compare (bool): Also the comparison figure (LR | bicubic | 0 steps | n steps | GT | kernel, zoomed crops).
+        output (OutputSettings | None): Format of the SR file, with the photo's profile and EXIF; None: PNG.
 
     Returns:
         dict: Paths: ``sr``, and ``kernel_mat``/``kernel_png`` (estimated kernels), ``compare``.
     """
     os.makedirs(out_dir, exist_ok=True)
-    paths = {'sr': osp.join(out_dir, result.output_name)}
-    write_image(paths['sr'], result.sr, result.gray)
+    output = output or OutputSettings()
+    paths = {'sr': osp.join(out_dir, output_name(result.stem, result.method, output.ext))}
+    write_image(paths['sr'], result.sr, result.gray, result.metadata, output.quality, output.keep_gps)
     if result.estimated is not None:
         paths['kernel_mat'] = osp.join(out_dir, f'{result.stem}_kernel.mat')
         paths['kernel_png'] = osp.join(out_dir, f'{result.stem}_kernel.png')
@@ -492,7 +521,7 @@ def save_outputs(result, out_dir, compare=False):
 
 __all__ = [
     'AUTO', 'ESTIMATE', 'GT_PATTERNS', 'KERNEL_HELP', 'KERNEL_PATTERNS', 'MODEL_ZOO', 'NO_JPEG', 'ImageResult',
-    'KernelChoice', 'ModelRecordWarning', 'RunSettings', 'adaptation_lrs', 'check_record', 'find_gt',
+    'KernelChoice', 'ModelRecordWarning', 'OutputSettings', 'RunSettings', 'adaptation_lrs', 'check_record', 'find_gt',
     'describe_fallback', 'describe_son', 'find_kernel_file', 'image_metrics', 'is_multiscale', 'list_inputs',
-    'load_network', 'resolve_kernel', 'run_image', 'save_outputs', 'weights_record'
+    'load_network', 'output_name', 'resolve_kernel', 'run_image', 'save_outputs', 'weights_record'
 ]

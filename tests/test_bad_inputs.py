@@ -144,7 +144,8 @@ ROWS = [
     ('read_image: empty file', ValueError, r'image file .*empty\.png is empty',
      lambda f: read_image(str(f / 'empty.png'))),
     ('read_image: corrupt file', ValueError,
-     r'image file .*corrupt\.png cannot be decoded \(corrupt, or not a PNG/JPEG/BMP/TIFF image\)',
+     r'image file .*corrupt\.png cannot be decoded \(corrupt, or not a PNG, JPEG, BMP, TIFF, WebP, PPM, HEIC/HEIF '
+     r'or AVIF image\)',
      lambda f: read_image(str(f / 'corrupt.png'))),
     ('mzsr-sr: missing image', CliError, r'^mzsr-sr: error: input .*missing\.png does not exist$',
      lambda f: run_cli(f, f / 'missing.png', '--kernel', 'g_d_2.0')),

@@ -1,15 +1,24 @@
-"""Image files for the command line: read any common PNG/JPEG/BMP/TIFF as float RGB, write uint8 PNGs.
+"""Image files: read what a phone or a camera writes as float RGB, write uint8 PNG, JPEG, TIFF or WebP.
 
-Reading and writing go through :func:`cv2.imdecode` / :func:`cv2.imencode` on bytes, so paths with any characters
-work on every platform, and every failure names the file. Pixels are turned upright by the file's EXIF orientation
-(every portrait photo from a phone is stored on its side with orientation 6 or 8), as every viewer shows them.
+Reading decodes bytes with :func:`cv2.imdecode` (PNG, JPEG including CMYK, BMP, TIFF, WebP, PPM; 8 or 16 bit), and
+with Pillow for what OpenCV does not read: HEIC/HEIF (an iPhone's default) through pillow-heif, registered here as
+Pillow's opener, the one place the package does so. Writing encodes with Pillow, which carries the photo's colour
+profile and EXIF (:mod:`~mzsr_plugin.utils.photo_metadata`). Both work on bytes, so paths with any characters work on
+every platform, and every failure names the file. Pixels are turned upright by the file's EXIF orientation (every
+portrait photo from a phone is stored on its side with orientation 6 or 8), as every viewer shows them.
 """
 import cv2
 import io
 import numpy as np
 import os
+import pillow_heif
+from dataclasses import dataclass, field
 from os import path as osp
 from PIL import Image, UnidentifiedImageError
+
+from mzsr_plugin.utils.photo_metadata import read_metadata
+
+pillow_heif.register_heif_opener()
 
 # EXIF orientation (tag 0x0112) -> how the stored (H, W, C) pixels are turned upright (values 2..8; 1 is upright).
 EXIF_ORIENTATION = 0x0112
@@ -23,8 +32,36 @@ UPRIGHT = {
     8: lambda a: np.rot90(a, 1),  # stored rotated 90 clockwise: turn counter-clockwise
 }
 
-# What every reader of the package takes as an image file (mzsr-sr inputs, dataset preparation).
-IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm')
+# What every reader of the package takes as an image file (mzsr-sr inputs, the app, dataset preparation).
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.heic', '.heif', '.avif')
+SUPPORTED_FORMATS = 'PNG, JPEG, BMP, TIFF, WebP, PPM, HEIC/HEIF or AVIF'
+
+
+@dataclass(frozen=True)
+class OutputFormat:
+    """How one output format is written with Pillow.
+
+    Attributes:
+        pillow (str): Pillow's format name.
+        quality (int | None): Default quality of a lossy format; None: lossless (``--quality`` does not apply).
+        options (dict): Further keyword arguments of :meth:`PIL.Image.Image.save`.
+    """
+    pillow: str
+    quality: int = None
+    options: dict = field(default_factory=dict)
+
+
+# mzsr-sr --ext -> how it is written. PNG at zlib level 1 (OpenCV's default, fast on 50-megapixel outputs); JPEG
+# without chroma sub-sampling, which would halve the colour resolution the SR just doubled; TIFF uncompressed, as
+# Pillow's own writer keeps the Exif sub-IFD (its libtiff path, which compresses, cannot write it).
+OUTPUT_FORMATS = {
+    'png': OutputFormat('PNG', None, {'compress_level': 1}),
+    'jpg': OutputFormat('JPEG', 95, {'subsampling': 0}),
+    'tif': OutputFormat('TIFF', None, {'compression': 'raw'}),
+    'webp': OutputFormat('WEBP', 95, {'method': 4}),
+}
+# File extension -> output format (the aliases of OUTPUT_FORMATS' names).
+OUTPUT_EXTENSIONS = {'.png': 'png', '.jpg': 'jpg', '.jpeg': 'jpg', '.tif': 'tif', '.tiff': 'tif', '.webp': 'webp'}
 
 
 def exif_orientation(data):
@@ -44,6 +81,26 @@ def exif_orientation(data):
     return value if value in UPRIGHT else 1
 
 
+def pillow_decode(data):
+    """Decodes with Pillow what OpenCV does not read (HEIC/HEIF through pillow-heif), as OpenCV would return it.
+
+    Args:
+        data (ndarray): The encoded image, uint8.
+
+    Returns:
+        ndarray | None: uint8 or uint16 pixels, (H, W) gray or (H, W, 3|4) BGR(A); None when Pillow cannot read
+        them either.
+    """
+    try:
+        with Image.open(io.BytesIO(data.tobytes())) as image:
+            if image.mode not in ('L', 'I;16', 'RGB', 'RGBA'):
+                image = image.convert('RGBA' if 'A' in image.getbands() else 'RGB')
+            img = np.asarray(image)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return None
+    return img[..., [2, 1, 0, 3][:img.shape[2]]] if img.ndim == 3 else img
+
+
 def decode_image(content, source):
     """Decodes image bytes (a file's, or an LMDB value) to float64 BGR in [0, 1], whatever its bit depth or channels.
 
@@ -54,7 +111,7 @@ def decode_image(content, source):
     * The EXIF orientation is applied (:data:`UPRIGHT`): the pixels come out as viewers show them.
 
     Args:
-        content (bytes | ndarray): The encoded image (PNG, JPEG, BMP, TIFF).
+        content (bytes | ndarray): The encoded image (:data:`SUPPORTED_FORMATS`).
         source (str): Its file or LMDB key, for the messages.
 
     Returns:
@@ -65,7 +122,9 @@ def decode_image(content, source):
         raise ValueError(f'image file {source} is empty')
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if img is None:
-        raise ValueError(f'image file {source} cannot be decoded (corrupt, or not a PNG/JPEG/BMP/TIFF image)')
+        img = pillow_decode(data)
+    if img is None:
+        raise ValueError(f'image file {source} cannot be decoded (corrupt, or not a {SUPPORTED_FORMATS} image)')
     if img.dtype == np.uint8:
         img = img.astype(np.float64) / 255.0
     elif img.dtype == np.uint16:
@@ -95,10 +154,26 @@ def read_image(path):
     Returns:
         tuple[ndarray, bool]: The image, float32 of shape (H, W, 3), and whether the file was grayscale.
     """
+    img, gray, _ = read_photo(path, metadata=False)
+    return img, gray
+
+
+def read_photo(path, metadata=True):
+    """Reads an image file as :func:`read_image` does, with its colour profile and EXIF.
+
+    Args:
+        path (str): Image file.
+        metadata (bool): Also read the metadata (else None).
+
+    Returns:
+        tuple[ndarray, bool, PhotoMetadata | None]: The image, float32 RGB of shape (H, W, 3), whether the file was
+        grayscale, and its metadata (:mod:`~mzsr_plugin.utils.photo_metadata`).
+    """
     if not osp.isfile(path):
         raise FileNotFoundError(f'image file {path} does not exist')
-    img, gray = decode_image(np.fromfile(path, dtype=np.uint8), path)
-    return np.ascontiguousarray(img[..., ::-1], dtype=np.float32), gray
+    data = np.fromfile(path, dtype=np.uint8)
+    img, gray = decode_image(data, path)
+    return np.ascontiguousarray(img[..., ::-1], dtype=np.float32), gray, read_metadata(data) if metadata else None
 
 
 def to_uint8(img_rgb, gray=False):
@@ -119,21 +194,41 @@ def to_uint8(img_rgb, gray=False):
     return np.round(np.clip(img, 0, 1) * 255).astype(np.uint8)
 
 
-def write_image(path, img_rgb, gray=False):
-    """Writes a float RGB image as an 8-bit PNG (or the format of the extension), creating the folder.
+def output_format(path):
+    """The :data:`OUTPUT_FORMATS` entry of a file name's extension (none: PNG)."""
+    ext = osp.splitext(path)[1].lower() or '.png'
+    if ext not in OUTPUT_EXTENSIONS:
+        raise ValueError(f'cannot write {path}: {ext} is not an output format; expected one of '
+                         f'{", ".join(OUTPUT_EXTENSIONS)}')
+    return OUTPUT_FORMATS[OUTPUT_EXTENSIONS[ext]]
+
+
+def write_image(path, img_rgb, gray=False, metadata=None, quality=None, keep_gps=False):
+    """Writes a float RGB image as 8 bits in the format of the extension (PNG, JPEG, TIFF, WebP), creating the folder.
 
     Args:
-        path (str): Output file.
+        path (str): Output file (see :data:`OUTPUT_EXTENSIONS`).
         img_rgb (ndarray): Shape (H, W, 3), float in [0, 1] (clipped).
         gray (bool): Write one gray channel, the mean of R, G and B.
+        metadata (PhotoMetadata | None): The input photo's colour profile and EXIF, carried to the file
+            (:meth:`~mzsr_plugin.utils.photo_metadata.PhotoMetadata.save_options`).
+        quality (int | None): JPEG/WebP quality, 1..100; None: the format's default.
+        keep_gps (bool): Keep the photo's GPS position in the EXIF written.
     """
-    img = to_uint8(img_rgb, gray)
-    if not gray:
-        img = img[..., ::-1]  # OpenCV encodes BGR
+    fmt = output_format(path)
+    if quality is not None and fmt.quality is None:
+        raise ValueError(f'cannot write {path} at quality {quality}: {fmt.pillow} is lossless; quality applies to '
+                         f'{", ".join(k for k, f in OUTPUT_FORMATS.items() if f.quality)}')
+    image = Image.fromarray(to_uint8(img_rgb, gray))
+    options = dict(fmt.options)
+    if fmt.quality is not None:
+        options['quality'] = fmt.quality if quality is None else quality
+    if metadata is not None:
+        options.update(metadata.save_options(image.size, gray, keep_gps))
+    encoded = io.BytesIO()
+    image.save(encoded, fmt.pillow, **options)
     folder = osp.dirname(path)
     if folder:
         os.makedirs(folder, exist_ok=True)
-    ok, encoded = cv2.imencode(osp.splitext(path)[1] or '.png', img)
-    if not ok:
-        raise OSError(f'cannot encode an image for {path}')
-    encoded.tofile(path)
+    with open(path, 'wb') as f:
+        f.write(encoded.getbuffer())

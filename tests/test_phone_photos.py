@@ -1,0 +1,167 @@
+"""Photos as a phone or a camera writes them (#30): HEIC, the formats that keep working, the colour profile and EXIF
+carried to every output format, and the errors of what is not supported."""
+import io
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageCms
+
+from helpers import DISPLAY_P3, icc_profile, smooth_image
+from mzsr_plugin import cli
+from mzsr_plugin.archs.mzsr_arch import MZSRNet
+from mzsr_plugin.inference import OutputSettings
+from mzsr_plugin.utils.image_io import OUTPUT_FORMATS, SUPPORTED_FORMATS, read_image
+from mzsr_plugin.utils.photo_metadata import PhotoMetadata, read_metadata
+
+pytestmark = pytest.mark.usefixtures('one_thread')
+
+MAKE, MODEL, ORIENTATION, DATE_ORIGINAL, GPS_LATITUDE_REF = 0x010F, 0x0110, 0x0112, 0x9003, 0x0001
+EXIF_IFD, GPS_IFD, PIXEL_X, PIXEL_Y = 0x8769, 0x8825, 0xA002, 0xA003
+
+
+@pytest.fixture
+def weights(tmp_path):
+    torch.manual_seed(0)
+    torch.save({'params': MZSRNet(num_feat=8, num_conv=3).state_dict()}, tmp_path / 'w.pth')
+    return tmp_path / 'w.pth'
+
+
+def phone_exif(orientation=1):
+    """EXIF as a phone writes it: camera, date taken, GPS position and the orientation."""
+    exif = Image.Exif()
+    exif[MAKE], exif[MODEL], exif[ORIENTATION] = 'Apple', 'iPhone 13', orientation
+    exif.get_ifd(EXIF_IFD)[DATE_ORIGINAL] = '2024:05:06 07:08:09'
+    exif.get_ifd(GPS_IFD)[GPS_LATITUDE_REF] = 'N'
+    return exif
+
+
+def stored_pixels(height=12, width=16, seed=0):
+    return smooth_image(np.random.default_rng(seed), height, width)[..., ::-1]  # RGB
+
+
+def run_cli(tmp_path, weights, photo, *extra):
+    out = tmp_path / 'out'
+    argv = [photo, '-o', out, '--weights', weights, '--kernel', 'g_d_2.0', '--steps', '1', '--seed', '0',
+            '--no-self-check', '--noise', '0', *extra]
+    assert cli.main([str(a) for a in argv]) == 0
+    return out
+
+
+def test_heic_made_by_pillow_heif_round_trips_through_mzsr_sr(tmp_path, weights):
+    # pillow-heif stores the EXIF orientation as the HEIF rotation: 12x16 stored, orientation 6 -> 16x12 upright.
+    photo = tmp_path / 'IMG_0001.HEIC'
+    Image.fromarray(stored_pixels()).save(photo, 'HEIF', quality=95, exif=phone_exif(6).tobytes())
+    lr, gray = read_image(str(photo))
+    assert lr.shape == (16, 12, 3) and not gray
+    out = run_cli(tmp_path, weights, photo, '--ext', 'jpg', '--quality', '90')
+    with Image.open(out / 'IMG_0001.jpg') as sr:
+        assert sr.format == 'JPEG' and sr.size == (24, 32)  # (width, height): upright, x2
+        exif = sr.getexif()
+        assert (exif[MAKE], exif[MODEL], exif[ORIENTATION]) == ('Apple', 'iPhone 13', 1)
+        details = exif.get_ifd(EXIF_IFD)
+        assert details[DATE_ORIGINAL] == '2024:05:06 07:08:09' and (details[PIXEL_X], details[PIXEL_Y]) == (24, 32)
+        assert not exif.get_ifd(GPS_IFD)  # no GPS without --keep-gps
+        sr_pixels = np.asarray(sr.convert('RGB'), dtype=np.float64) / 255
+    # The SR of the decoded HEIC, not of something else: its bicubic-downscaled version is close to the LR.
+    down = np.asarray(Image.fromarray(np.uint8(sr_pixels * 255)).resize((12, 16), Image.BICUBIC)) / 255
+    assert np.abs(down - lr).mean() < 0.08
+
+
+def test_gps_is_kept_only_when_asked(tmp_path, weights):
+    photo = tmp_path / 'gps.jpg'
+    Image.fromarray(stored_pixels()).save(photo, quality=95, exif=phone_exif().tobytes())
+    out = run_cli(tmp_path, weights, photo, '--keep-gps', '--ext', 'webp')
+    with Image.open(out / 'gps.webp') as sr:
+        assert sr.getexif().get_ifd(GPS_IFD)[GPS_LATITUDE_REF] == 'N'
+        assert sr.getexif()[MAKE] == 'Apple'
+
+
+@pytest.mark.parametrize('ext', sorted(OUTPUT_FORMATS))
+def test_a_display_p3_profile_and_the_exif_reach_every_output_format(tmp_path, weights, ext):
+    profile = icc_profile('Display P3 (test)', DISPLAY_P3)
+    photo = tmp_path / 'p3.png'
+    Image.fromarray(stored_pixels()).save(photo, icc_profile=profile, exif=phone_exif(3).tobytes())
+    out = run_cli(tmp_path, weights, photo, '--ext', ext)
+    with Image.open(out / f'p3.{ext}') as sr:
+        assert sr.format == OUTPUT_FORMATS[ext].pillow and sr.size == (32, 24)
+        assert sr.info['icc_profile'] == profile  # carried unchanged: the pixels stay in Display P3
+        carried = ImageCms.ImageCmsProfile(io.BytesIO(sr.info['icc_profile']))
+        assert ImageCms.getProfileDescription(carried).strip() == 'Display P3 (test)'
+        assert sr.getexif()[MODEL] == 'iPhone 13' and sr.getexif()[ORIENTATION] == 1
+
+
+def test_a_profile_of_another_colour_space_is_not_carried():
+    rgb = icc_profile('Display P3 (test)', DISPLAY_P3)
+    cmyk = icc_profile('not RGB', DISPLAY_P3, space=b'CMYK')
+    assert PhotoMetadata(rgb).save_options((4, 4), gray=False) == {'icc_profile': rgb}
+    assert PhotoMetadata(rgb).save_options((4, 4), gray=True) == {}
+    assert PhotoMetadata(cmyk).save_options((4, 4), gray=False) == {}
+    assert 'Display P3 (test)' in PhotoMetadata(rgb, phone_exif()).describe()
+
+
+def _encode(array, fmt, **options):
+    buffer = io.BytesIO()
+    (array if isinstance(array, Image.Image) else Image.fromarray(array)).save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+RGB = stored_pixels(10, 14, seed=1)
+# File -> (its bytes, the RGB pixels expected (None: Pillow's reading), the mean absolute difference allowed).
+FORMATS = {
+    'photo.webp': (lambda: _encode(RGB, 'WEBP', lossless=True), RGB, 0),
+    'photo.tif': (lambda: _encode(RGB, 'TIFF'), RGB, 0),
+    'palette.png': (lambda: _encode(Image.fromarray(RGB).quantize(16), 'PNG'), None, 0),
+    'alpha.png': (lambda: _encode(np.dstack([RGB, np.full(RGB.shape[:2], 128, np.uint8)]), 'PNG'), RGB, 0),
+    'cmyk.jpg': (lambda: _encode(Image.fromarray(RGB).convert('CMYK'), 'JPEG', quality=100), RGB, 3),
+    # Lossy with 4:2:0 chroma: compared with Pillow's decoding of the same bytes.
+    'photo.heic': (lambda: _encode(RGB, 'HEIF', quality=95), None, 0),
+    'photo.avif': (lambda: _encode(RGB, 'AVIF', quality=95), None, 2),
+}
+
+
+@pytest.mark.parametrize('name', sorted(FORMATS))
+def test_formats_a_phone_or_a_camera_writes_are_read(tmp_path, name):
+    make, expected, tolerance = FORMATS[name]
+    (tmp_path / name).write_bytes(make())
+    img, gray = read_image(str(tmp_path / name))
+    with Image.open(tmp_path / name) as image:
+        pillow = np.asarray(image.convert('RGB'))
+    expected = pillow if expected is None else expected
+    assert img.shape == (10, 14, 3) and not gray
+    assert np.abs(np.round(img * 255) - expected.astype(np.float64)).mean() <= tolerance
+
+
+def test_metadata_of_a_plain_file_is_empty(tmp_path):
+    data = _encode(RGB, 'PNG')
+    assert read_metadata(data) == PhotoMetadata() and PhotoMetadata().save_options((1, 1), False) == {}
+
+
+def test_unsupported_and_undecodable_files_are_named_with_what_is_supported(tmp_path, weights, capsys):
+    gif = tmp_path / 'anim.gif'
+    gif.write_bytes(_encode(RGB, 'GIF'))
+    with pytest.raises(SystemExit) as info:
+        run_cli(tmp_path, weights, gif)
+    assert str(gif) in info.value.code and '.heic' in info.value.code and '.webp' in info.value.code
+    fake = tmp_path / 'fake.heic'
+    fake.write_bytes(b'\0\0\0\x18ftypheic' + b'\0' * 40)
+    with pytest.raises(SystemExit) as info:
+        run_cli(tmp_path, weights, fake)
+    assert f'image file {fake} cannot be decoded' in info.value.code and SUPPORTED_FORMATS in info.value.code
+
+
+@pytest.mark.parametrize('ext, quality, message', [('png', 90, 'applies to jpg and webp'),
+                                                   ('jpg', 101, '1..100'), ('bmp', None, 'expected one of')])
+def test_bad_output_settings_are_refused(ext, quality, message):
+    with pytest.raises(ValueError, match=message):
+        OutputSettings(ext, quality)
+
+
+def test_quality_changes_the_jpeg(tmp_path, weights):
+    photo = tmp_path / 'q.png'
+    Image.fromarray(stored_pixels(32, 32)).save(photo)
+    sizes = []
+    for quality in ('30', '95'):
+        out = run_cli(tmp_path, weights, photo, '--ext', 'jpg', '--quality', quality)
+        sizes.append((out / 'q.jpg').stat().st_size)
+        (out / 'q.jpg').unlink()
+    assert sizes[0] < sizes[1]
