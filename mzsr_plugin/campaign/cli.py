@@ -10,15 +10,14 @@ Subcommands (``--model`` is one of x2_direct, x2_bicubic, x4_direct, multiscale)
 - ``compare-init``: run the same recipe from several starting weights side by side (``--init NAME=WEIGHTS``, twice
   or more), evaluating every ``--eval-minutes``, and record each start's selection-score trajectory and the one
   ahead at the end (``init_comparison.json``, rendered in the model card), without touching the shipped weights.
-- ``report``: regenerate the model card's campaign section and training curve from the history, and the model
-  card's and README's measured numbers from the benchmark outputs in the campaign folder; ``--measure`` first
-  reruns those benchmarks for the shipped weights (``bench_table2.py`` on Set5 with ZSSR from its per-image cache,
-  then ``plot_adaptation.py`` with that ZSSR PSNR, then the demo, whose printout README shows).
+
+A source checkout adds ``report`` (``python scripts/train_weights.py report``): the model card's, README's and
+docs/' generated numbers, written by the repository's own tooling (``tools/campaign_report/``, not installed).
 
 From a source checkout the campaign continues the state committed in the repository and ships into the package;
 from an installed wheel (no checkout), ``--train-dir`` and ``--val-dir`` are required, the state lives in
 ``./mzsr_campaign/<model>/`` and the weights are shipped beside it (``MZSR_WEIGHTS_DIR=./mzsr_campaign`` makes the
-zoo use them); ``report --measure`` runs the checkout's benchmark scripts and needs one.
+zoo use them).
 
 Examples::
 
@@ -26,7 +25,6 @@ Examples::
     python scripts/train_weights.py compare --model x2_direct --minutes 8 --parallel 2
     python scripts/train_weights.py compare-init --model x2_bicubic --minutes 30 \
         --init 'x2 direct meta-weights=mzsr_plugin/weights/mzsr_x2_direct.pth' --init 'bicubic-pretrained=theta_T.pth'
-    python scripts/train_weights.py report --model x2_direct --measure
     mzsr-campaign campaign --model x4_direct --minutes 60 --train-dir DIV2K_HR --val-dir my_heldout --init w.pth
 """
 import argparse
@@ -42,9 +40,8 @@ import yaml
 from os import path as osp
 
 from mzsr_plugin.campaign.kinds import CAMPAIGN_KINDS, RECIPES, ROOT, campaign_dir
-from mzsr_plugin.campaign.report import MEASURE_COMMAND, families, family_title, write_measured, write_report
-from mzsr_plugin.campaign.runner import Campaign, default_ship_path, load_history, machine_label
-from mzsr_plugin.campaign.zoo_tables import ZOO_TABLES, write_zoo
+from mzsr_plugin.campaign.runner import Campaign, default_ship_path, load_history
+from mzsr_plugin.campaign.selection import families, family_title
 
 # A source checkout holds the benchmark scripts, the committed campaign state and the shared data beside it.
 CHECKOUT = osp.isfile(osp.join(ROOT, 'scripts', 'bench_table2.py'))
@@ -91,7 +88,12 @@ def parse_overrides(items):
     return overrides
 
 
-def parse_args(argv=None):
+def build_parser():
+    """The parser of ``mzsr-campaign`` and its subcommand group (``scripts/train_weights.py`` adds ``report``).
+
+    Returns:
+        tuple[argparse.ArgumentParser, argparse._SubParsersAction]: The parser and its subparsers.
+    """
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     sub = parser.add_subparsers(dest='command', required=True)
     run = sub.add_parser('campaign', help='continue the campaign for a wall-clock budget')
@@ -121,15 +123,7 @@ def parse_args(argv=None):
     inits.add_argument('--parallel', type=int, default=2, help='starts run at once (one CPU thread each on CPU)')
     inits.add_argument('--out', help='the record (default: init_comparison.json of the committed campaign folder)')
     inits.add_argument('--max-iters', type=int, help='stop each start after this many iterations (smoke tests)')
-    report = sub.add_parser('report', help='model card section and training curve from the history')
-    report.add_argument('--model', default='x2_direct', choices=sorted(CAMPAIGN_KINDS))
-    report.add_argument('--measure', action='store_true',
-                        help='rerun Figure 3 and Table 2 (Set5) for the shipped weights first (minutes on a CPU; '
-                        'ZSSR images missing from the cache take minutes each)')
-    report.add_argument('--no-zssr', action='store_true', help='--measure without the ZSSR rows of the tables that '
-                        'have them (ZSSR takes minutes per image on a CPU)')
-    report.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    return parser.parse_args(argv)
+    return parser, sub
 
 
 def run_campaign(args):
@@ -145,80 +139,6 @@ def run_campaign(args):
                         overrides=parse_overrides(args.set), workers=args.workers, work_dir=args.work_dir,
                         log=lambda line: print(line, flush=True))
     campaign.run(args.minutes, args.checkpoint_minutes, args.eval_minutes, args.max_iters)
-    if state_dir is None:
-        report(args.model)
-
-
-def run_script(name, *argv):
-    if not CHECKOUT:
-        raise SystemExit(f'report --measure runs the benchmark scripts of a source checkout (scripts/{name}); run it '
-                         'from a clone of the repository')
-    cmd = [sys.executable, osp.join(ROOT, 'scripts', name), *map(str, argv)]
-    print('$ ' + ' '.join(cmd[1:]), flush=True)
-    if subprocess.run(cmd).returncode:
-        raise SystemExit(f'{name} failed (see its output above); the model card and README were left as they were')
-
-
-# The models whose demo printout README shows (``python -m mzsr_plugin.demo --scale s``), by kind.
-DEMO_SCALES = {'x2_direct': 2, 'x4_direct': 4}
-
-
-def measure_tables(kind_name, device, zssr=True):
-    """The zoo tables of a model other than x2 direct (``mzsr_plugin/campaign/zoo_tables.py``)."""
-    folder, weights = campaign_dir(kind_name), default_ship_path(kind_name)
-    for table in ZOO_TABLES[kind_name]:
-        extra = ['--zssr-sets', 'Set5', '--zssr-cache', osp.join(folder, 'zssr_cache.json')] if table.zssr and zssr \
-            else []
-        run_script('bench_table2.py', '--weights', weights, *table.args, *extra, '--out',
-                   osp.join(folder, f'{table.name}.md'), '--device', device)
-
-
-def run_demo(kind_name, device):
-    """Runs the demo on the kind's shipped weights and keeps its printout (``demo.json``) for README."""
-    scale = DEMO_SCALES[kind_name]
-    command = 'python -m mzsr_plugin.demo' + (f' --scale {scale}' if scale != 2 else '')
-    demo = [sys.executable, '-m', 'mzsr_plugin.demo', '--scale', str(scale), '--weights', default_ship_path(kind_name),
-            '--device', device]
-    print(f'$ {command}', flush=True)
-    run = subprocess.run(demo, cwd=ROOT, capture_output=True, text=True)
-    print(run.stdout, end='', flush=True)
-    if run.returncode:
-        raise SystemExit(f'the demo failed:\n{run.stderr[-3000:]}')
-    with open(osp.join(ROOT, 'mzsr_demo', 'results.json')) as f:
-        sha = json.load(f)['weights_sha256']
-    with open(osp.join(campaign_dir(kind_name), 'demo.json'), 'w') as f:
-        json.dump({'command': command, 'stdout': run.stdout, 'weights_sha256': sha, 'machine': machine_label(device)},
-                  f, indent=1)
-
-
-def measure(kind_name, device, zssr=True):
-    """Reruns the benchmarks behind the generated numbers for the shipped weights of ``kind_name``."""
-    if not osp.isfile(default_ship_path(kind_name)):
-        raise SystemExit(f'--measure: {default_ship_path(kind_name)} is not shipped yet; run the {kind_name} campaign '
-                         'first')
-    if kind_name != 'x2_direct':
-        measure_tables(kind_name, device, zssr)
-    else:
-        folder, weights = campaign_dir(kind_name), default_ship_path(kind_name)
-        run_script('bench_table2.py', '--weights', weights, '--sets', 'Set5', '--zssr-sets', 'Set5', '--zssr-cache',
-                   osp.join(folder, 'zssr_cache.json'), '--out', osp.join(folder, 'table2_set5.md'), '--device',
-                   device)
-        with open(osp.join(folder, 'table2_set5.json')) as f:
-            zssr_psnr = json.load(f)['cells']['ZSSR | Set5 (5) g_d_2.0'][0]
-        run_script('plot_adaptation.py', '--weights', weights, '--zssr-psnr', zssr_psnr, '--out',
-                   osp.join(folder, 'figure3.png'), '--device', device)
-    if kind_name in DEMO_SCALES:
-        run_demo(kind_name, device)
-
-
-def report(kind):
-    section = write_report(kind)
-    if kind == 'x2_direct':
-        for name in write_measured(kind):
-            print(f'warning: {name} measured other weights than the shipped ones; rerun '
-                  f'`{MEASURE_COMMAND.format(kind=kind)}`', flush=True)
-    write_zoo(kind)
-    return section
 
 
 def run_side_by_side(args, trials, eval_minutes, max_iters=None):
@@ -321,7 +241,7 @@ def parse_inits(items):
 
 
 def init_comparison(kind, histories, recipe, minutes, threads):
-    """The record of a starting-point comparison, as the model card renders it (:func:`~.report._init_rows`).
+    """The record of a starting-point comparison, as the model card renders it (``tools/campaign_report/report.py``).
 
     Args:
         kind (str): The campaign kind.
@@ -378,22 +298,15 @@ def print_comparison(results):
               f'  {r["score_end"]:>7.3f}  {r["score_gain_per_hour"]:>6.2f}')
 
 
+# Subcommand -> what runs it (``scripts/train_weights.py`` adds ``report`` in a checkout).
+COMMANDS = {'campaign': run_campaign, 'compare': run_compare, 'compare-init': run_compare_init}
+
+
 def main(argv=None):
-    """Entry point of ``mzsr-campaign`` and ``scripts/train_weights.py``."""
-    args = parse_args(argv)
-    if args.command == 'report' and not CHECKOUT:
-        raise SystemExit('report rewrites the model card and README of a source checkout; run it from a clone of the '
-                         'repository')
-    if args.command == 'campaign':
-        run_campaign(args)
-    elif args.command == 'compare':
-        run_compare(args)
-    elif args.command == 'compare-init':
-        run_compare_init(args)
-    else:
-        if args.measure:
-            measure(args.model, args.device, zssr=not args.no_zssr)
-        print(report(args.model))
+    """Entry point of ``mzsr-campaign``; ``argv`` defaults to ``sys.argv[1:]``."""
+    parser, _ = build_parser()
+    args = parser.parse_args(argv)
+    COMMANDS[args.command](args)
 
 
 if __name__ == '__main__':

@@ -82,6 +82,16 @@ def selection_cases(val_dir, scales=(2, ), downsample='direct', crop=SELECTION_C
     return cases
 
 
+def families(entries):
+    """The kernel families of a campaign's evaluations (or recipe results), in selection-plan order."""
+    return list(entries[-1]['families'])
+
+
+def family_title(family):
+    """``g_d_0.2`` -> ``g^d_0.2`` (the paper's notation); other names as they are."""
+    return family.replace('g_d_', 'g^d_').replace('g_b_', 'g^b_')
+
+
 def adaptation_gain(families, steps='10'):
     """Held-out random-kernel gain MZSR(steps) - MZSR(0), the mean over the random families.
 

@@ -1,4 +1,7 @@
-"""The model card's and README's numbers, generated from the campaign's files (never typed by hand).
+"""The model card's, README's and docs/' numbers, generated from the campaign's files (never typed by hand).
+
+Repository tooling, not part of the installed package: ``python scripts/train_weights.py report`` runs it from a
+checkout.
 
 ``write_report(kind)`` rewrites the part of ``mzsr_plugin/weights/MODEL_CARD.md`` between the markers
 ``<!-- campaign:<kind> -->`` and ``<!-- /campaign:<kind> -->`` (appended when absent) and draws
@@ -6,7 +9,8 @@
 and training hours, with bicubic as a dashed line.
 
 ``write_measured(kind)`` rewrites the blocks ``<!-- summary:<kind> -->`` and ``<!-- measured:<kind> -->`` of the
-model card and ``<!-- results:<kind> -->`` and ``<!-- demo:<kind> -->`` of README.md from the benchmark outputs in
+model card and ``<!-- results:<kind> -->`` and ``<!-- demo:<kind> -->`` (in the page :data:`PAGES` names) from the
+benchmark outputs in
 the campaign folder (``figure3.json`` of ``scripts/plot_adaptation.py``, ``table2_set5.json`` of
 ``scripts/bench_table2.py``, ``demo.json``: the demo's printout) and checks the issue's targets. Each output
 records the SHA-256 of the weights it measured: numbers of other weights than the shipped ones are flagged as stale
@@ -19,25 +23,16 @@ import torch
 import yaml
 from os import path as osp
 
+from mzsr_plugin.campaign.kinds import CAMPAIGN_KINDS, OPTIONS_DIR, ROOT, WEIGHTS_DIR, campaign_dir
+from mzsr_plugin.campaign.runner import STATE_FILE, apply_overrides, default_ship_path, load_history
+from mzsr_plugin.campaign.selection import (MIN_ADAPTATION_GAIN, adaptation_gain, families, family_title,
+                                            selection_plan)
 from mzsr_plugin.evaluation import file_sha256
 from mzsr_plugin.utils.figures import new_figure
-from .kinds import CAMPAIGN_KINDS, OPTIONS_DIR, ROOT, WEIGHTS_DIR, campaign_dir
-from .runner import STATE_FILE, apply_overrides, default_ship_path, load_history
-from .selection import MIN_ADAPTATION_GAIN, adaptation_gain, selection_plan
 
 MAX_ROWS = 16
 # The released models' meta-training: 100k iterations of 5 tasks, each 8 support + 8 query HR patches of 64².
 OFFICIAL_META = {'meta_iters': 100000, 'tasks': 5, 'patches': 16, 'gt_size': 64}
-
-
-def families(entries):
-    """The kernel families of a campaign's evaluations (or recipe results), in selection-plan order."""
-    return list(entries[-1]['families'])
-
-
-def family_title(family):
-    """``g_d_0.2`` -> ``g^d_0.2`` (the paper's notation); other names as they are."""
-    return family.replace('g_d_', 'g^d_').replace('g_b_', 'g^b_')
 
 
 def _cell(entry, family):
@@ -327,6 +322,16 @@ def _init_rows(comparison):
     return lines
 
 
+# The page (relative to the repository root) of each generated block outside the model card; a block absent here is
+# not written. README keeps the demo, the results table and the zoo; the rest of the depth is in docs/.
+PAGES = {
+    'demo:x2_direct': 'README.md',
+    'demo:x4_direct': 'docs/results.md',
+    'results:x2_direct': 'README.md',
+    'zoo': 'README.md',
+}
+
+
 def replace_block(text, name, block):
     """``text`` with the part between ``<!-- name -->`` and ``<!-- /name -->`` replaced (appended when absent)."""
     start, end = f'<!-- {name} -->', f'<!-- /{name} -->'
@@ -516,8 +521,31 @@ def demo_block(kind, numbers):
     return '\n'.join(lines + ['```', demo['stdout'].strip(), '```', '', source])
 
 
-def write_measured(kind, card=osp.join(WEIGHTS_DIR, 'MODEL_CARD.md'), readme=osp.join(ROOT, 'README.md')):
-    """Rewrites the generated summary and "Measured" blocks of the model card and the results block of README.
+def write_page_block(root, name, block):
+    """Rewrites the block ``name`` of its page (:data:`PAGES`, under ``root``); a name without a page is skipped.
+
+    Args:
+        root (str): The repository root (a copy of it in tests).
+        name (str): Block name, e.g. ``demo:x4_direct``.
+        block (str | callable): The block's text, or a function of the page's path that returns it (for relative
+            links).
+    """
+    if name not in PAGES:
+        return
+    page = osp.join(root, PAGES[name])
+    text = open(page).read() if osp.isfile(page) else ''
+    with open(page, 'w') as f:
+        f.write(replace_block(text, name, block(page) if callable(block) else block))
+
+
+def write_measured(kind, card=osp.join(WEIGHTS_DIR, 'MODEL_CARD.md'), root=ROOT):
+    """Rewrites the generated summary and "Measured" blocks of the model card and the results and demo blocks of
+    their pages (:data:`PAGES`: README's results table and demo printout).
+
+    Args:
+        kind (str): A key of :data:`~mzsr_plugin.campaign.kinds.CAMPAIGN_KINDS`.
+        card (str): The model card.
+        root (str): The repository root the pages are under.
 
     Returns:
         list[str]: Names of the benchmark outputs that measured other weights than the shipped ones.
@@ -530,11 +558,6 @@ def write_measured(kind, card=osp.join(WEIGHTS_DIR, 'MODEL_CARD.md'), readme=osp
     text = replace_block(text, f'measured:{kind}', measured_block(kind, numbers))
     with open(card, 'w') as f:
         f.write(text)
-    if readme:
-        text = open(readme).read() if osp.isfile(readme) else ''
-        text = replace_block(text, f'results:{kind}', results_block(kind, numbers))
-        if f'<!-- demo:{kind} -->' in text:  # only the kind whose weights the demo uses has its printout in README
-            text = replace_block(text, f'demo:{kind}', demo_block(kind, numbers))
-        with open(readme, 'w') as f:
-            f.write(text)
+    write_page_block(root, f'results:{kind}', results_block(kind, numbers))
+    write_page_block(root, f'demo:{kind}', demo_block(kind, numbers))
     return numbers['stale']
