@@ -13,7 +13,7 @@ The LR is the centre ``--crop`` pixels of each photo (pixels as they are, cut on
 whole photo), which keeps blind ZSSR to minutes on a CPU; a JPEG's crop is saved losslessly and runs with the
 photo's own quality (``--jpeg Q``). Writes ``<out>/<photo>.png`` (LR | bicubic | MZSR | ZSSR | estimated kernel,
 each over a ``--view``-pixel LR region, with a row of zoomed crops), ``<out>/gallery.json`` and prints the table
-README shows. Files made from third-party photos (charlie) must never be committed: ``.gitignore`` keeps
+docs/blind_mode.md shows. Files made from third-party photos (charlie) must never be committed: ``.gitignore`` keeps
 ``docs/gallery/charlie*`` and ``docs/gallery/lr/`` out.
 
     python scripts/gallery_real.py --out docs/gallery [--zssr-iters 200] [--photos astronaut,charlie]

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Prints the option tables of every section the plugin checks (README's "Options the plugin checks" is this)."""
+"""Prints the option tables of every section the plugin checks (docs/options.md is this)."""
 from mzsr_plugin.option_schema import SECTIONS, markdown_table
 
 if __name__ == '__main__':

@@ -2,7 +2,7 @@
 
 The three mistakes that first showed the problem (``val.adapt.step``, ``max_imgs``, ``lr: -0.5``) are run as a user
 would, through ``python -m mzsr_plugin.test``; the rest of the rejected cases are built directly, each message
-asserted. Every shipped option file must pass, and README's option tables must equal the schemas.
+asserted. Every shipped option file must pass, and the option tables of docs/options.md must equal the schemas.
 """
 import contextlib
 import glob
@@ -230,12 +230,12 @@ def test_every_shipped_option_file_passes_the_schemas(option_file):
     assert checked or opt['model_type'] == 'SRModel', f'{osp.basename(option_file)}: no section checked'
 
 
-def test_readme_option_tables_are_the_schemas():
-    with open(osp.join(ROOT, 'README.md')) as f:
-        readme = f.read()
+def test_docs_option_tables_are_the_schemas():
+    with open(osp.join(ROOT, 'docs', 'options.md')) as f:
+        page = f.read()
     for section in SECTIONS:
-        assert markdown_table(section) in readme, (
-            f'README lacks the current table of {section.title}: paste `python scripts/option_tables.py`')
+        assert markdown_table(section) in page, (
+            f'docs/options.md lacks the current table of {section.title}: paste `python scripts/option_tables.py`')
 
 
 def test_schema_defaults_and_choices_match_the_readers():
