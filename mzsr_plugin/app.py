@@ -27,17 +27,22 @@ from os import path as osp
 from mzsr_plugin.data.kernels import load_kernel, save_kernel
 from mzsr_plugin.demo import DEMO_IMAGES, DEMO_KERNEL
 from mzsr_plugin.evaluation import bicubic_psnr, degraded_case, evaluate_adaptation
-from mzsr_plugin.inference import (ESTIMATE, KernelChoice, RunSettings, describe_fallback, describe_son, load_network,
-                                   resolve_kernel, run_image, save_outputs)
+from mzsr_plugin.inference import (ESTIMATE, KernelChoice, OutputSettings, RunSettings, describe_fallback,
+                                   describe_son, load_network, resolve_kernel, run_image, save_outputs)
 from mzsr_plugin.model_zoo import shipped_models, shipped_scales
 from mzsr_plugin.models.self_check import scores_text
 from mzsr_plugin.utils.figures import kernel_image, plot_psnr_vs_steps, save_comparison
-from mzsr_plugin.utils.image_io import read_image, write_image
+from mzsr_plugin.time_estimate import estimate_photos, format_seconds
+from mzsr_plugin.utils.image_io import OUTPUT_FORMATS, SUPPORTED_FORMATS, read_image, write_image
 from mzsr_plugin.utils.matlab_resize import imresize_pt
 
 MAX_STEPS = 20
 # Larger photos belong to mzsr-sr (tiling, crop budgets); a page request should not hold the server for minutes.
 DEFAULT_MAX_PIXELS = 1024 * 1024
+# Output formats a browser shows; another (TIFF) gets a PNG beside it for the before/after slider.
+SHOWN_FORMATS = ('png', 'jpg', 'webp')
+# This machine's measured rates per (scale, steps, kernel, input format, output format): calibrated once a server.
+RATES = {}
 
 
 class AppError(Exception):
@@ -88,7 +93,7 @@ def check_size(path, max_pixels):
 
 
 def super_resolve_photo(image, kernel_spec, kernel_file, scale, steps, weights, zssr, work_dir,
-                        max_pixels=DEFAULT_MAX_PIXELS):
+                        max_pixels=DEFAULT_MAX_PIXELS, output=None, announce=None):
     """Your-photo tab: one image through :func:`mzsr_plugin.inference.run_image`, as ``mzsr-sr`` runs it.
 
     Args:
@@ -101,9 +106,13 @@ def super_resolve_photo(image, kernel_spec, kernel_file, scale, steps, weights, 
         zssr (bool): Run the ZSSR baseline instead.
         work_dir (str): Folder for this request's files.
         max_pixels (int): Largest LR the page accepts.
+        output (OutputSettings | None): Format of the SR file, with the photo's profile and EXIF; None: PNG.
+        announce (callable | None): Called with the expected time before the work, for photos large enough to
+            have one (:mod:`~mzsr_plugin.time_estimate`).
 
     Returns:
-        dict: ``bicubic``, ``sr``, ``compare``, ``kernel_png``, ``kernel_mat`` (paths), ``info`` (Markdown).
+        dict: ``bicubic``, ``sr`` (the file in the chosen format), ``shown`` (the SR as the browser shows it),
+        ``compare``, ``kernel_png``, ``kernel_mat`` (paths), ``expected`` (seconds or None), ``info`` (Markdown).
     """
     if not image:
         raise AppError('upload an LR image first')
@@ -114,14 +123,20 @@ def super_resolve_photo(image, kernel_spec, kernel_file, scale, steps, weights, 
     choice = resolve_kernel_fields(kernel_spec, kernel_file)
     settings = RunSettings(scale=int(scale), steps=int(steps), zssr=bool(zssr), compare=True)
     net, notes = (None, []) if zssr else load_weights(weights, scale, choice.downsample)
+    output = output or OutputSettings()
+    expected = None if zssr else _expected_seconds(image, choice, settings, net, output, announce)
     start = time.perf_counter()
     try:
         result = run_image(image, choice, settings, net, progress=True)
     except (ValueError, OSError) as error:
         raise AppError(str(error)) from None
     out = tempfile.mkdtemp(dir=work_dir)
-    paths = save_outputs(result, out, compare=True)
+    paths = save_outputs(result, out, compare=True, output=output)
     seconds = time.perf_counter() - start
+    shown = paths['sr']
+    if output.ext not in SHOWN_FORMATS:
+        shown = osp.join(out, f'{result.stem}_shown.png')
+        write_image(shown, result.sr, result.gray)
     if result.estimated is None:
         paths['kernel_mat'], paths['kernel_png'] = osp.join(out, 'kernel.mat'), osp.join(out, 'kernel.png')
         save_kernel(paths['kernel_mat'], result.kernel)
@@ -135,9 +150,12 @@ def super_resolve_photo(image, kernel_spec, kernel_file, scale, steps, weights, 
     h, w = result.lr.shape[:2]
     method = f'ZSSR ({result.steps} iterations)' if zssr else f'MZSR, {result.steps} adaptation step(s)'
     model = '' if net is None else f', weights {osp.basename(net.weights_path)}'
+    took = f', expected {format_seconds(expected)}' if expected else ''
     info = (f'**{method}** on {osp.basename(image)}: LR {w}x{h} → SR {w * settings.scale}x{h * settings.scale}, '
             f'kernel {result.kernel_source} ({result.downsample} x{settings.scale}){model}; {result.seconds:.2f} s '
-            f'for SR ({seconds:.2f} s in all)')
+            f'for SR ({seconds:.2f} s in all{took})')
+    carried = result.metadata.describe() if result.metadata else ''
+    info += f'\n\nWritten as {output.ext.upper()}' + (f' with the photo\'s {carried}' if carried else '')
     if result.noise['std'] > 0 or result.noise['son_jpeg']:
         info += f'; {describe_son(result.noise)}'
     check = result.self_check
@@ -146,8 +164,24 @@ def super_resolve_photo(image, kernel_spec, kernel_file, scale, steps, weights, 
         if check['choice'] != f'MZSR({result.steps})':
             notes.append(describe_fallback(check))
     info += ''.join(f'\n\n⚠ {note}' for note in notes)
-    return {'bicubic': bicubic, 'sr': paths['sr'], 'compare': paths['compare'], 'kernel_png': paths['kernel_png'],
-            'kernel_mat': paths['kernel_mat'], 'info': info}
+    return {'bicubic': bicubic, 'sr': paths['sr'], 'shown': shown, 'compare': paths['compare'],
+            'kernel_png': paths['kernel_png'], 'kernel_mat': paths['kernel_mat'], 'expected': expected, 'info': info}
+
+
+def _expected_seconds(image, choice, settings, net, output, announce):
+    """The photo's expected time (None under :data:`~mzsr_plugin.time_estimate.ESTIMATE_ABOVE` pixels), measured
+    once per server for its settings and told through ``announce`` before the work."""
+    key = (settings.scale, settings.steps, choice.source, osp.splitext(image)[1].lower(), output.ext,
+           getattr(net, 'weights_path', None))
+    rate, estimates = estimate_photos([(image, choice)], settings, net, output, RATES.get(key))
+    if rate is None:
+        return None
+    RATES[key] = rate
+    h, w, seconds = estimates[image]
+    if announce:
+        announce(f'{osp.basename(image)}: {w}x{h} LR → x{settings.scale}, MZSR({settings.steps}): expected '
+                 f'{format_seconds(seconds)} on this machine')
+    return seconds
 
 
 def clean_photo_case(photo, hr_upload, kernel_spec, kernel_file, scale):
@@ -213,14 +247,15 @@ def build_app(work_dir, max_pixels=DEFAULT_MAX_PIXELS):
         raise SystemExit('mzsr-app: no MZSR weights are installed in mzsr_plugin/weights (reinstall the package)')
     zoo = ', '.join(m.describe() for m in shipped_models())
 
-    def photo_handler(image, kernel_spec, kernel_file, scale, steps, weights, zssr,
+    def photo_handler(image, kernel_spec, kernel_file, scale, steps, weights, zssr, ext, quality, keep_gps,
                       progress=gr.Progress(track_tqdm=True)):
         try:
+            output = OutputSettings(ext, int(quality) if OUTPUT_FORMATS[ext].quality else None, bool(keep_gps))
             r = super_resolve_photo(image, kernel_spec, kernel_file, scale, steps, weights, zssr, work_dir,
-                                    max_pixels)
-        except AppError as error:
+                                    max_pixels, output, announce=lambda text: gr.Info(text, duration=None))
+        except (AppError, ValueError) as error:
             raise gr.Error(str(error), print_exception=False) from None
-        return (r['bicubic'], r['sr']), r['sr'], r['kernel_png'], r['kernel_mat'], r['compare'], r['info']
+        return (r['bicubic'], r['shown']), r['sr'], r['kernel_png'], r['kernel_mat'], r['compare'], r['info']
 
     def clean_handler(photo, hr_upload, kernel_spec, kernel_file, scale, steps, weights,
                       progress=gr.Progress(track_tqdm=True)):
@@ -238,7 +273,8 @@ def build_app(work_dir, max_pixels=DEFAULT_MAX_PIXELS):
                 with gr.Column():
                     # A file, not gr.Image: the bytes reach mzsr-sr untouched (16-bit, gray), and a broken file
                     # gets the command line's message instead of the widget's decoder error.
-                    image = gr.File(label='LR image (PNG, JPEG, BMP, TIFF)', type='filepath', elem_id='lr_image')
+                    image = gr.File(label=f'LR image ({SUPPORTED_FORMATS}; turned upright by its EXIF)',
+                                    type='filepath', elem_id='lr_image')
                     kernel_spec = gr.Textbox(value=ESTIMATE, label='kernel: estimate (blind: a photo\'s kernel is '
                                              'unknown) or a spec (g_d_<var>, g_b_<var>, a_d_<theta>_<l1>_<l2>)',
                                              elem_id='kernel_spec')
@@ -250,16 +286,23 @@ def build_app(work_dir, max_pixels=DEFAULT_MAX_PIXELS):
                     weights = gr.File(label=f'weights (.pth; empty: the shipped model for the scale: {zoo})',
                                       type='filepath')
                     zssr = gr.Checkbox(label='ZSSR baseline instead (minutes on CPU)', value=False)
+                    with gr.Row():
+                        ext = gr.Radio(list(OUTPUT_FORMATS), value='png', label='output format (with the photo\'s '
+                                       'colour profile and EXIF)', elem_id='ext')
+                        quality = gr.Slider(1, 100, value=OUTPUT_FORMATS['jpg'].quality, step=1,
+                                            label='quality (jpg, webp)', elem_id='quality')
+                        keep_gps = gr.Checkbox(label='keep the GPS position', value=False, elem_id='keep_gps')
                     run = gr.Button('Super-resolve', variant='primary', elem_id='run_photo')
                 with gr.Column():
                     info = gr.Markdown(elem_id='photo_info')
                     slider = gr.ImageSlider(label='bicubic | SR', type='filepath', elem_id='slider')
-                    sr_file = gr.File(label='SR (PNG)', elem_id='sr_file')
+                    sr_file = gr.File(label='SR (the chosen format)', elem_id='sr_file')
                     with gr.Row():
                         kernel_png = gr.Image(label='kernel', type='filepath', elem_id='kernel_png')
                         kernel_mat = gr.File(label='kernel (.mat)')
                     compare = gr.Image(label='comparison (zoomed crops below)', type='filepath', elem_id='compare')
-            run.click(photo_handler, [image, kernel_spec, kernel_file, scale, steps, weights, zssr],
+            run.click(photo_handler, [image, kernel_spec, kernel_file, scale, steps, weights, zssr, ext, quality,
+                                      keep_gps],
                       [slider, sr_file, kernel_png, kernel_mat, compare, info])
         with gr.Tab('Try on a clean photo'):
             with gr.Row():

@@ -31,6 +31,7 @@ from mzsr_plugin.kernel_estimation import DEFAULT_ESTIMATOR, ESTIMATORS
 from mzsr_plugin.model_zoo import MODEL_ZOO
 from mzsr_plugin.models.adaptation import ADAPT_LR_PRESETS, DEFAULT_CROP_BUDGET, DEFAULT_TILE
 from mzsr_plugin.option_schema import LR_SPEC, VAL_ADAPT
+from mzsr_plugin.time_estimate import estimate_photos, format_seconds
 from mzsr_plugin.utils.image_io import OUTPUT_FORMATS, SUPPORTED_FORMATS
 from mzsr_plugin.utils.progress import progress, write
 from mzsr_plugin.zssr import ZSSR_DEFAULTS
@@ -322,6 +323,7 @@ def main(argv=None):
     except (FileNotFoundError, ValueError) as error:
         raise SystemExit(f'mzsr-sr: error: {error}') from None
     os.makedirs(args.output, exist_ok=True)
+    expected = {} if args.zssr else _print_estimates(jobs, settings, net, output)
     rng = np.random.default_rng(args.seed)
     rows, failed, skipped = [], [], 0
     start = time.perf_counter()
@@ -331,6 +333,7 @@ def main(argv=None):
         if args.skip_existing and osp.isfile(osp.join(args.output, name)):
             skipped += 1
             continue
+        began = time.perf_counter()
         try:
             result = run_image(path, choice, settings, net, gt, rng=rng, progress=True)
             paths = save_outputs(result, args.output, args.compare, output)
@@ -340,7 +343,7 @@ def main(argv=None):
             failed.append(f'{where}{error}')
             write(f'mzsr-sr: error: {failed[-1]}', file=sys.stderr)
             continue
-        rows.append(_report(result, paths))
+        rows.append(_report(result, paths, time.perf_counter() - began, expected.get(path)))
     done = len(rows)
     if skipped:
         rows = _earlier_rows(args.output, rows) + rows
@@ -361,6 +364,22 @@ def main(argv=None):
     return 0
 
 
+def _print_estimates(jobs, settings, net, output):
+    """Prints the expected time of each large photo before the work; returns ``path -> expected seconds``."""
+    rate, estimates = estimate_photos(jobs, settings, net, output)
+    if rate is None:
+        return {}
+    print(f'mzsr-sr: this machine, measured in {rate.calibration_seconds:.1f} s: {rate.per_pixel * 1e6:.2f} s per '
+          f'LR megapixel, {rate.per_step * 1e6:.2f} s per adapted megapixel and step, {rate.fixed:.2f} s per photo')
+    for path, (h, w, seconds) in estimates.items():
+        print(f'{osp.basename(path)}: {w}x{h} LR ({h * w / 1e6:.1f} MP) -> x{settings.scale}, MZSR({settings.steps}): '
+              f'expected {format_seconds(seconds)}')
+    if len(estimates) > 1:
+        print(f'mzsr-sr: expected {format_seconds(sum(e[2] for e in estimates.values()))} for these '
+              f'{len(estimates)} photos')
+    return {path: e[2] for path, e in estimates.items()}
+
+
 def _earlier_rows(out_dir, rows):
     """The metrics rows an earlier run wrote for images this run skipped (``--skip-existing`` keeps them)."""
     try:
@@ -372,7 +391,7 @@ def _earlier_rows(out_dir, rows):
     return [row for row in earlier if row.get('image') not in done]
 
 
-def _report(result, paths):
+def _report(result, paths, wall_seconds, expected=None):
     """Prints what one image's run says (kernel estimate, noise and JPEG, self-check, time) and returns its row."""
     if result.estimated is not None:
         _report_estimate(result, paths)
@@ -386,8 +405,10 @@ def _report(result, paths):
               'adapted net)')
     row = metrics_row(result, paths['sr'])
     row['self_check_psnr'] = check['psnr'] if check else None
+    row['wall_seconds'], row['expected_seconds'] = round(wall_seconds, 2), expected and round(expected, 2)
     psnr = f', {row["psnr"]:.2f} dB' if row['psnr'] != '' else ''
-    write(f'{row["image"]}: {row["seconds"]:.2f} s{psnr} -> {paths["sr"]}')
+    took = f' ({format_seconds(wall_seconds)} in all, expected {format_seconds(expected)})' if expected else ''
+    write(f'{row["image"]}: {row["seconds"]:.2f} s{psnr} -> {paths["sr"]}{took}')
     return row
 
 

@@ -15,6 +15,8 @@ resolve inputs here and nowhere else. The data path of one image::
 import numpy as np
 import os
 import pickle
+import sys
+import time
 import torch
 from dataclasses import dataclass, field
 from os import path as osp
@@ -31,6 +33,7 @@ from mzsr_plugin.noise_estimation import AUTO, NO_JPEG, auto_noise_std, jpeg_qua
 from mzsr_plugin.utils.figures import kernel_image, save_comparison
 from mzsr_plugin.utils.image_io import IMAGE_EXTENSIONS, OUTPUT_FORMATS, read_image, read_photo, to_uint8, write_image
 from mzsr_plugin.utils.matlab_resize import imresize_pt
+from mzsr_plugin.utils.progress import bar, is_terminal, write
 from mzsr_plugin.zssr import ZSSR_DEFAULTS, zssr_super_resolve
 
 # Kernel files looked up per image in a kernel folder, first match wins (``_0``: ZSSR/KernelGAN naming; ``_kernel``:
@@ -367,6 +370,24 @@ def _to_numpy(sr):
     return sr[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy()
 
 
+class TileProgress:
+    """Progress over the tiles of one image's SR (untiled images show none): a bar on a terminal, else a line per
+    tile (:mod:`~mzsr_plugin.utils.progress`)."""
+
+    def __init__(self, name):
+        self.name, self.bar, self.start = name, None, time.perf_counter()
+
+    def __call__(self, done, total):
+        if not is_terminal():
+            write(f'{self.name}: SR tile {done}/{total}, {time.perf_counter() - self.start:.1f} s', file=sys.stderr)
+            return
+        if self.bar is None:
+            self.bar = bar(total, f'{self.name}: SR tiles', unit='tile', leave=False)
+        self.bar.update(done - self.bar.n)
+        if done == total:
+            self.bar.close()
+
+
 def run_image(path, choice, settings, net=None, gt_path=None, rng=None, progress=False):
     """Super-resolves one image file: kernel (estimated if asked), adaptation, SR, bicubic, metrics.
 
@@ -377,7 +398,7 @@ def run_image(path, choice, settings, net=None, gt_path=None, rng=None, progress
         net (MZSRNet | None): From :func:`load_network` (None with ``settings.zssr``).
         gt_path (str | None): Ground truth, for PSNR/SSIM.
         rng (np.random.Generator | None): Adaptation crops of large images.
-        progress (bool): tqdm bars (ZSSR, kernel estimation).
+        progress (bool): tqdm bars (ZSSR, kernel estimation, the tiles of a tiled SR).
 
     Returns:
         ImageResult
@@ -448,6 +469,7 @@ def run_image(path, choice, settings, net=None, gt_path=None, rng=None, progress
             noise_seed=settings.seed or 0,
             jpeg_quality=noise['son_jpeg'],
             self_check=settings.self_check,
+            on_tile=TileProgress(stem) if progress else None,
             **common)
         method, steps = 'MZSR', settings.steps
         if settings.compare and steps:

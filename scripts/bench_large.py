@@ -1,113 +1,105 @@
 #!/usr/bin/env python
-"""Large images on CPU: wall time and peak memory of MZSR adaptation + SR, as ``mzsr-sr`` runs it.
+"""Large photos on CPU: what ``mzsr-sr`` says it will take, what it takes, and its peak memory.
 
-Each case runs in a fresh child process, so that its peak resident memory (``ru_maxrss``) is its own: a 2048x2048
-LR at x2 with tiled inference and adaptation on random crops (``mzsr-sr``'s defaults: ``--tile 512``,
-``--crop-budget 1048576``) for each step count, beside untiled inference on a 512x512 LR. The LR is a synthetic
-smooth image; the network is the shipped official-size MZSRNet (8 convs x 64 features) unless ``--weights``.
+Each case is a synthetic photo of the given megapixels (4:3, a smooth texture with noise, JPEG quality 90, as a
+phone writes) run through ``mzsr-sr --kernel estimate`` with its defaults (tiles of 512, the crop budget, the
+self-check) in a fresh child process, so that the peak resident memory (``ru_maxrss``) is the case's own. The child
+prints one JSON line: the estimate ``mzsr-sr`` printed before the work (``expected_seconds``), the photo's measured
+time (``wall_seconds``: reading to writing), the whole command's (with loading and calibration) and the peak RSS.
 
-    nice -n 10 python scripts/bench_large.py [--size 2048] [--steps 0 1] [--threads 2] [--json out.json]
+    nice -n 10 python scripts/bench_large.py [--megapixels 2 12 24] [--scales 2 4] [--steps 10] [--json out.json]
 """
 import argparse
 import json
-import numpy as np
 import resource
 import subprocess
 import sys
+import tempfile
 import time
-import torch
+from os import path as osp
 
-MEMORY_LIMIT_GIB = 24
+# The issue's target: a 12-megapixel photo at x2 with MZSR(10) within 4 GB, and within 20% of its estimate.
+MEMORY_TARGET_GIB = 4
+ESTIMATE_TOLERANCE = 0.2
 
 
-def _rss_gib():
-    """Current resident memory of this process, GiB (Linux /proc)."""
-    with open('/proc/self/status') as f:
-        for line in f:
-            if line.startswith('VmRSS:'):
-                return int(line.split()[1]) / 2**20
-    return float('nan')
+def photo_shape(megapixels):
+    """(height, width) of a 4:3 photo of about ``megapixels``, sides multiple of 8 (2 MP: 1224x1632)."""
+    width = round((megapixels * 1e6 * 4 / 3)**0.5 / 8) * 8
+    return width * 3 // 4, width
+
+
+def write_photo(path, megapixels, seed=0):
+    """A synthetic photo (smooth texture + noise 2/255, JPEG quality 90); its content does not change the costs."""
+    import cv2
+    import numpy as np
+    height, width = photo_shape(megapixels)
+    rng = np.random.default_rng(seed)
+    low = rng.random((height // 32, width // 32, 3)).astype(np.float32)
+    img = cv2.resize(low, (width, height), interpolation=cv2.INTER_CUBIC) * 255
+    img += rng.standard_normal(img.shape, dtype=np.float32) * 2
+    cv2.imwrite(path, np.clip(img, 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 90])
+
+
+def run_case(args):
+    """Runs one case through mzsr-sr in this process and prints its result as one JSON line."""
+    import torch
+    torch.set_num_threads(args.threads)
+    from mzsr_plugin import cli
+    with tempfile.TemporaryDirectory(prefix='bench_large_') as folder:
+        photo = osp.join(folder, f'photo_{args.megapixels[0]:g}mp.jpg')
+        write_photo(photo, args.megapixels[0])
+        out = osp.join(folder, 'out')
+        argv = [photo, '-o', out, '--kernel', 'estimate', '--scale', str(args.scales[0]), '--steps', str(args.steps),
+                '--seed', '0']
+        start = time.perf_counter()
+        cli.main(argv)
+        command_seconds = time.perf_counter() - start
+        with open(osp.join(out, 'metrics.json')) as f:
+            row = json.load(f)['images'][0]
+    print(json.dumps({
+        'megapixels': args.megapixels[0], 'lr_size': row['lr_size'], 'scale': args.scales[0], 'steps': args.steps,
+        'expected_seconds': row['expected_seconds'], 'wall_seconds': row['wall_seconds'],
+        'command_seconds': round(command_seconds, 1), 'peak_rss_gib': round(_peak_gib(), 2),
+        'threads': args.threads
+    }))
 
 
 def _peak_gib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
-def synthetic_lr(size, seed=0):
-    """A smooth, textured RGB LR image of shape (1, 3, size, size) in [0, 1] (the content does not change costs)."""
-    import cv2
-    rng = np.random.default_rng(seed)
-    low = rng.random((max(size // 16, 2), max(size // 16, 2), 3)).astype(np.float32)
-    img = cv2.resize(low, (size, size), interpolation=cv2.INTER_CUBIC)
-    img = np.clip(img + 0.03 * rng.standard_normal(img.shape, dtype=np.float32), 0, 1)
-    return torch.from_numpy(img.transpose(2, 0, 1).copy()).unsqueeze(0)
-
-
-def run_case(args):
-    """Runs one case in this process and prints its result as one JSON line."""
-    torch.set_num_threads(args.threads)
-    steps = args.steps[0]
-    from mzsr_plugin.data.kernels import parse_kernel_spec
-    from mzsr_plugin.inference import adaptation_lrs, load_network
-    from mzsr_plugin.models.adaptation import super_resolve_image
-
-    net = load_network(args.weights, args.scale, 'direct', 'cpu')
-    lr = synthetic_lr(args.size)
-    kernel = torch.from_numpy(parse_kernel_spec('g_d_2.0').kernel)
-    lrs = adaptation_lrs(None, net, steps, args.scale, 'direct')
-    setup_gib = _rss_gib()
-    start = time.perf_counter()
-    sr, info = super_resolve_image(net, lr, kernel, args.scale, steps, lrs, downsample='direct', tile=args.tile,
-                                   crop_budget=args.crop_budget, rng=np.random.default_rng(0))
-    seconds = time.perf_counter() - start
-    assert sr.shape[-2:] == (args.size * args.scale, args.size * args.scale), sr.shape
-    assert torch.isfinite(sr).all()
-    print(json.dumps({
-        'lr_size': args.size, 'scale': args.scale, 'steps': steps, 'tile': args.tile,
-        'crop_budget': args.crop_budget, 'adapted_on': info['adapted_on'], 'seconds': round(seconds, 2),
-        'setup_rss_gib': round(setup_gib, 3), 'peak_rss_gib': round(_peak_gib(), 3), 'threads': args.threads,
-        'params': sum(p.numel() for p in net.parameters())
-    }))
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--size', type=int, default=2048, help='LR side of the large image (default: %(default)s)')
-    parser.add_argument('--small', type=int, default=512, help='LR side of the untiled baseline (default: %(default)s)')
-    parser.add_argument('--steps', type=int, nargs='+', default=[0, 1], help='adaptation step counts (default: 0 1)')
-    parser.add_argument('--scale', type=int, default=2)
-    parser.add_argument('--tile', type=int, default=None, help="LR tile size (default: mzsr-sr's, 512)")
-    parser.add_argument('--crop-budget', type=int, default=None, help="adaptation pixels (default: mzsr-sr's)")
-    parser.add_argument('--threads', type=int, default=torch.get_num_threads(), help='torch threads per case')
-    parser.add_argument('--weights', help='MZSRNet weights (default: the shipped ones)')
+    parser.add_argument('--megapixels', type=float, nargs='+', default=[2, 12, 24], help='photo sizes (default: '
+                        '%(default)s)')
+    parser.add_argument('--scales', type=int, nargs='+', default=[2, 4], help='SR scales (default: %(default)s)')
+    parser.add_argument('--steps', type=int, default=10, help='adaptation steps (default: %(default)s)')
+    parser.add_argument('--threads', type=int, default=2, help='torch threads per case (default: %(default)s)')
     parser.add_argument('--json', help='also write the results to this file')
     parser.add_argument('--one', action='store_true', help=argparse.SUPPRESS)  # a child: run one case
     args = parser.parse_args()
     if args.one:
         run_case(args)
         return
-
-    from mzsr_plugin.models.adaptation import DEFAULT_CROP_BUDGET, DEFAULT_TILE
-    tile = DEFAULT_TILE if args.tile is None else args.tile
-    budget = DEFAULT_CROP_BUDGET if args.crop_budget is None else args.crop_budget
-    cases = [(args.size, steps, tile) for steps in args.steps] + [(args.small, steps, 0) for steps in args.steps]
     results = []
-    for size, steps, case_tile in cases:
-        command = [sys.executable, __file__, '--one', '--size', str(size), '--steps', str(steps), '--scale',
-                   str(args.scale), '--tile', str(case_tile), '--crop-budget', str(budget), '--threads',
-                   str(args.threads)] + (['--weights', args.weights] if args.weights else [])
-        child = subprocess.run(command, capture_output=True, text=True)
-        if child.returncode != 0:
-            sys.exit(f'case {size}x{size}, {steps} steps failed:\n{child.stderr[-3000:]}')
-        result = json.loads(child.stdout.strip().splitlines()[-1])
-        results.append(result)
-        mode = f'tiles of {case_tile}' if case_tile and size > case_tile else 'untiled'
-        print(f'{size}x{size} LR -> x{args.scale}, {steps} step(s), {mode}, adapted on {result["adapted_on"]}: '
-              f'{result["seconds"]:.1f} s, peak RSS {result["peak_rss_gib"]:.2f} GiB '
-              f'(after loading: {result["setup_rss_gib"]:.2f} GiB)', flush=True)
-    worst = max(r['peak_rss_gib'] for r in results)
-    print(f'largest peak: {worst:.2f} GiB ({"within" if worst < MEMORY_LIMIT_GIB else "OVER"} '
-          f'{MEMORY_LIMIT_GIB} GiB); {args.threads} torch thread(s)')
+    for scale in args.scales:
+        for megapixels in args.megapixels:
+            command = [sys.executable, __file__, '--one', '--megapixels', str(megapixels), '--scales', str(scale),
+                       '--steps', str(args.steps), '--threads', str(args.threads)]
+            child = subprocess.run(command, capture_output=True, text=True)
+            if child.returncode != 0:
+                sys.exit(f'case {megapixels:g} MP x{scale} failed:\n{child.stderr[-3000:]}')
+            r = json.loads(child.stdout.strip().splitlines()[-1])
+            results.append(r)
+            error = r['wall_seconds'] / r['expected_seconds'] - 1
+            print(f'{megapixels:g} MP ({r["lr_size"]} LR) x{scale}, MZSR({args.steps}): expected '
+                  f'{r["expected_seconds"]:.0f} s, took {r["wall_seconds"]:.0f} s ({error:+.0%}; '
+                  f'{"within" if abs(error) <= ESTIMATE_TOLERANCE else "OUTSIDE"} {ESTIMATE_TOLERANCE:.0%}), whole '
+                  f'command {r["command_seconds"]:.0f} s, peak RSS {r["peak_rss_gib"]:.2f} GiB '
+                  f'({"under" if r["peak_rss_gib"] < MEMORY_TARGET_GIB else "OVER"} {MEMORY_TARGET_GIB} GiB)',
+                  flush=True)
+    print(f'{args.threads} torch thread(s)')
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(results, f, indent=2)

@@ -1,6 +1,7 @@
 """Photos as a phone or a camera writes them (#30): HEIC, the formats that keep working, the colour profile and EXIF
 carried to every output format, and the errors of what is not supported."""
 import io
+import json
 import numpy as np
 import pytest
 import torch
@@ -8,6 +9,7 @@ from PIL import Image, ImageCms
 
 from helpers import DISPLAY_P3, icc_profile, smooth_image
 from mzsr_plugin import cli
+from mzsr_plugin import time_estimate as te
 from mzsr_plugin.archs.mzsr_arch import MZSRNet
 from mzsr_plugin.inference import OutputSettings
 from mzsr_plugin.utils.image_io import OUTPUT_FORMATS, SUPPORTED_FORMATS, read_image
@@ -165,3 +167,56 @@ def test_quality_changes_the_jpeg(tmp_path, weights):
         sizes.append((out / 'q.jpg').stat().st_size)
         (out / 'q.jpg').unlink()
     assert sizes[0] < sizes[1]
+
+
+def test_the_cost_model_counts_the_crops_adaptation_runs_on():
+    assert te.adapted_pixels(300, 300, 1024 * 1024) == 300 * 300  # under the budget: the whole LR
+    assert te.adapted_pixels(3000, 4000, 1024 * 1024) == 4 * 512 * 512  # four crops of 512
+    assert te.adapted_pixels(3000, 4000, 0) == 3000 * 4000  # no budget
+    rate = te.MachineRate(fixed=2.0, per_pixel=1e-5, per_step=3e-5)
+    assert rate.seconds(3000, 4000, 10, 1024 * 1024) == pytest.approx(2 + 120 + 10 * 3e-5 * 4 * 512 * 512)
+    assert [te.format_seconds(s) for s in (42.4, 400, 3900)] == ['42 s', '6 min 40 s', '1 h 05 min']
+
+
+@pytest.fixture
+def quick_estimates(monkeypatch):
+    """Every photo gets an estimate, calibrated on tiny photos (the real sizes take seconds)."""
+    monkeypatch.setattr(te, 'ESTIMATE_ABOVE', 0)
+    monkeypatch.setattr(te, 'CALIBRATION_SIDES', (16, 24))
+
+
+def test_the_expected_time_is_printed_before_the_work_and_tiles_report_progress(tmp_path, weights, capsys,
+                                                                                quick_estimates):
+    photo = tmp_path / 'big.jpg'
+    Image.fromarray(stored_pixels(20, 20)).save(photo, quality=90)
+    out = run_cli(tmp_path, weights, photo, '--tile', '8')
+    printed = capsys.readouterr()
+    lines = printed.out.splitlines()
+    expected_line = next(i for i, line in enumerate(lines) if line.startswith('big.jpg: 20x20 LR'))
+    assert 'expected' in lines[expected_line] and 'this machine' in lines[expected_line - 1]
+    done_line = next(i for i, line in enumerate(lines) if '-> ' in line and 'in all, expected' in line)
+    assert expected_line < done_line
+    # Tiles of 8 on a 20x20 LR: 3 x 3, one line each in a log (stderr is not a terminal here).
+    assert [line.split(', ')[0] for line in printed.err.splitlines() if 'SR tile' in line] == \
+        [f'big: SR tile {i}/9' for i in range(1, 10)]
+    with open(out / 'metrics.json') as f:
+        row = json.load(f)['images'][0]
+    assert row['expected_seconds'] > 0 and row['wall_seconds'] > 0
+
+
+def test_the_app_takes_a_heic_and_writes_the_chosen_format_with_an_estimate(tmp_path, weights, quick_estimates):
+    from mzsr_plugin import app
+    photo = tmp_path / 'phone.heic'
+    profile = icc_profile('Display P3 (test)', DISPLAY_P3)
+    Image.fromarray(stored_pixels()).save(photo, 'HEIF', quality=95, exif=phone_exif(8).tobytes(),
+                                          icc_profile=profile)
+    told = []
+    result = app.super_resolve_photo(str(photo), 'g_d_2.0', None, 2, 1, str(weights), False, str(tmp_path),
+                                     output=OutputSettings('tif'), announce=told.append)
+    assert len(told) == 1 and told[0].startswith('phone.heic: 12x16 LR') and result['expected'] > 0
+    with Image.open(result['sr']) as sr:
+        assert sr.format == 'TIFF' and sr.size == (24, 32) and sr.info['icc_profile'] == profile
+        assert sr.getexif()[MODEL] == 'iPhone 13' and not sr.getexif().get_ifd(GPS_IFD)
+    with Image.open(result['shown']) as shown:  # a browser shows no TIFF: the slider gets a PNG
+        assert shown.format == 'PNG' and shown.size == (24, 32)
+    assert 'Written as TIF' in result['info'] and 'Display P3 (test)' in result['info']

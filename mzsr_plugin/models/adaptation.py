@@ -262,7 +262,8 @@ def super_resolve_image(net,
                         noise_std=0.0,
                         noise_seed=0,
                         jpeg_quality=None,
-                        self_check=False):
+                        self_check=False,
+                        on_tile=None):
     """MZSR on one image: adapt ``steps`` SGD steps on (son -> LR), then super-resolve the LR.
 
     Images with more than ``crop_budget`` LR pixels are adapted on random crops instead (see
@@ -291,6 +292,7 @@ def super_resolve_image(net,
         noise_seed (int): Seed of the son's noise and of the held-out blocks.
         jpeg_quality (int | None): JPEG quality of the LR, reproduced in the son (None: no JPEG).
         self_check (bool): Check adaptation on held-out blocks and fall back when it did not help (steps > 0).
+        on_tile (callable | None): ``on_tile(done, total)`` after each tile of a tiled SR.
 
     Returns:
         tuple[Tensor, dict]: SR of shape (1, 3, h * scale, w * scale), not clipped; info with ``seconds``
@@ -342,7 +344,7 @@ def super_resolve_image(net,
         else:
             # Exact tiling needs the receptive field of a plain conv stack (MZSRNet); other archs run whole.
             if tile and max(lr.shape[-2:]) > tile and hasattr(net, 'convs'):
-                sr = tiled_forward(run, lr, scale, tile, required_overlap(len(net.convs), scale))
+                sr = tiled_forward(run, lr, scale, tile, required_overlap(len(net.convs), scale), on_tile)
             else:
                 sr = run(lr)
             sr = back_project(sr, lr, kernel, scale, downsample, back_projection)

@@ -35,7 +35,12 @@ def _starts(length, tile):
     return list(range(0, length, tile))
 
 
-def tiled_forward(fn, lr, scale, tile=256, overlap=16):
+def tile_count(h, w, tile):
+    """How many tiles :func:`tiled_forward` runs on an (h, w) LR."""
+    return len(_starts(h, tile)) * len(_starts(w, tile))
+
+
+def tiled_forward(fn, lr, scale, tile=256, overlap=16, on_tile=None):
     """Runs ``fn`` on overlapping LR tiles and stitches their SR without seams.
 
     The default ``overlap`` (16) covers MZSRNet with up to 14 convs at x2 (see :func:`required_overlap`). An image
@@ -47,6 +52,7 @@ def tiled_forward(fn, lr, scale, tile=256, overlap=16):
         scale (int): SR scale.
         tile (int): Size of the LR tiles (without margins). Default: 256.
         overlap (int): Margin, in LR pixels, run on each side of a tile and then discarded. Default: 16.
+        on_tile (callable | None): ``on_tile(done, total)`` after each tile (progress of long runs).
 
     Returns:
         Tensor: SR, shape (1, C, h * scale, w * scale).
@@ -60,6 +66,7 @@ def tiled_forward(fn, lr, scale, tile=256, overlap=16):
     scale = int(scale)
     h, w = lr.shape[-2:]
     out = None
+    total, done = tile_count(h, w, tile), 0
     for top in _starts(h, tile):
         for left in _starts(w, tile):
             bottom, right = min(top + tile, h), min(left + tile, w)
@@ -74,6 +81,9 @@ def tiled_forward(fn, lr, scale, tile=256, overlap=16):
                 out = sr.new_empty(1, sr.shape[1], h * scale, w * scale)
             out[..., top * scale:bottom * scale, left * scale:right * scale] = \
                 sr[..., (top - y0) * scale:(bottom - y0) * scale, (left - x0) * scale:(right - x0) * scale]
+            done += 1
+            if on_tile is not None:
+                on_tile(done, total)
     return out
 
 
