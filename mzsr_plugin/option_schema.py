@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from mzsr_plugin.data.kernels import DOWNSAMPLE_MODES
 from mzsr_plugin.kernel_estimation import DEFAULT_ESTIMATOR, ESTIMATORS
+from mzsr_plugin.precision import PRECISIONS
 
 
 class Check:
@@ -203,6 +204,9 @@ VAL_ADAPT = Section('val.adapt', (
         'is encoded at; auto: a JPEG LR file\'s own quality (none for other files, LMDB and LR made from HR)'),
     Key('self_check', Bool(), True, 'hold out an eighth of the LR from adaptation; the output falls back to bicubic '
         'or the unadapted weights when adaptation does not score best on it (logged per image)'),
+    Key('precision', Choice(*PRECISIONS), 'auto', 'auto: bf16 adaptation steps where the device has bf16 units '
+        '(AMX, AVX512-BF16, a bf16 GPU), else float32 channels_last; fp32: the float32 NCHW reference (official '
+        'parity); bf16: bf16 steps anyway. The SR forward is float32 in every mode'),
 ))
 
 BASICSR_TRAIN_KEYS = frozenset({
@@ -231,7 +235,9 @@ META_TRAIN = Section('train (MetaSRModel)', (
         'process, one task scale; elsewhere the eager engine runs); off until verified on a GPU'),
     Key('tf32', AnyOf(Bool(), Choice(None), expected='true, false or ~'), None, 'TF32 in CUDA matmuls and '
         'convolutions, both set to this (~: PyTorch\'s defaults, TF32 convolutions but not matmuls)'),
-    Key('channels_last', Bool(), False, 'pretraining on CUDA in channels-last memory format'),
+    Key('precision', Choice(*PRECISIONS), 'fp32', 'dtype and layout of the training steps, as val.adapt.precision: '
+        'fp32 (the reference, NCHW), auto (bf16 where the device has bf16 units, else float32 channels_last) or '
+        'bf16 (convolutions in bf16 autocast, float32 master weights and loss)'),
 ), BASICSR_TRAIN_KEYS)
 
 BASICSR_DATASET_KEYS = frozenset({

@@ -58,6 +58,7 @@ from mzsr_plugin.data.degradations import degrade_pt, jpeg_compress_pt
 from mzsr_plugin.models.adaptation import _dihedral, back_project
 from mzsr_plugin.models.inner_loop import l1_loss
 from mzsr_plugin.models.tiling import required_overlap, tiled_forward
+from mzsr_plugin.precision import FP32_REFERENCE
 from mzsr_plugin.utils.progress import bar as progress_bar
 
 ZSSR_DEFAULTS = {
@@ -228,13 +229,13 @@ def random_father(img, config, rng):
 class _ZSSRRun:
     """State of one ZSSR run: the net, its optimiser, the sons and the learning-rate policy."""
 
-    def __init__(self, lr, kernel, scale, downsample, config, rng, tile):
+    def __init__(self, lr, kernel, scale, downsample, config, rng, tile, precision):
         self.lr, self.kernel, self.scale, self.downsample = lr, kernel, scale, downsample
-        self.config, self.rng, self.tile = config, rng, tile
+        self.config, self.rng, self.tile, self.precision = config, rng, tile, precision
         device = lr.device
         init_gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
         self.noise_gen = torch.Generator(device=device).manual_seed(int(rng.integers(2**62)))
-        self.net = build_zssr_net(scale, config, init_gen).to(device)
+        self.net = precision.prepare_module(build_zssr_net(scale, config, init_gen).to(device))
         self.learning_rate = config['learning_rate']
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=self.learning_rate)
         self.losses, self.test_steps, self.test_errors, self.lr_changes = [], [], [], [0]
@@ -258,7 +259,8 @@ class _ZSSRRun:
 
     def train_step(self):
         father = random_father(self.lr, self.config, self.rng)
-        loss = l1_loss(self.net(self.son(father)), father)
+        with self.precision.steps():
+            loss = l1_loss(self.net(self.precision.layout(self.son(father))), father)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -332,6 +334,7 @@ def zssr_super_resolve(lr,
                        seed=None,
                        progress=False,
                        tile=None,
+                       precision=FP32_REFERENCE,
                        **config_overrides):
     """Trains a ZSSR network on one LR image with its known kernel, then super-resolves the image.
 
@@ -345,6 +348,9 @@ def zssr_super_resolve(lr,
         seed (int | None): Seed of the initialisation, the crops and the noise; None draws one.
         progress (bool): Show a tqdm bar over iterations.
         tile (int | None): Run the whole-image passes on LR tiles of this size (for huge images); None: in one go.
+        precision (Precision): Dtype of the training steps and layout of the net
+            (:func:`~mzsr_plugin.precision.resolve_precision`); whole-image passes are float32. Default: the
+            float32 NCHW reference.
         **config_overrides: Other entries of :data:`ZSSR_DEFAULTS` to change.
 
     Returns:
@@ -360,7 +366,7 @@ def zssr_super_resolve(lr,
     device = torch.device(device)
     lr = lr.to(device=device, dtype=torch.float32)
     kernel = torch.as_tensor(kernel, dtype=torch.float32, device=device)
-    run = _ZSSRRun(lr, kernel, int(scale), downsample, config, np.random.default_rng(seed), tile)
+    run = _ZSSRRun(lr, kernel, int(scale), downsample, config, np.random.default_rng(seed), tile, precision)
     iteration = 0
     bar = progress_bar(config['max_iters'], 'ZSSR', enabled=progress)
     for iteration in range(config['max_iters']):

@@ -1,3 +1,4 @@
+import torch
 from torch import nn as nn
 
 from basicsr.utils.registry import ARCH_REGISTRY
@@ -48,8 +49,12 @@ class MZSRNet(nn.Module):
         Returns:
             Tensor: SR images, shape (N, C, h * scale, w * scale), not clipped.
         """
-        base = imresize_pt(x, self.scale) if self.scale != 1 else x
+        # Under bfloat16 autocast (``--precision bf16``) only the convs run in bf16: the bicubic base carries the
+        # image itself, and rounding it (or the sum) to 8 mantissa bits costs more PSNR than the residual's rounding.
+        with torch.autocast(x.device.type, enabled=False):
+            x = x.to(torch.promote_types(x.dtype, torch.float32))
+            base = imresize_pt(x, self.scale) if self.scale != 1 else x
         out = base
         for conv in self.convs[:-1]:
             out = self.relu(conv(out))
-        return base + self.convs[-1](out)
+        return base + self.convs[-1](out).to(base.dtype)

@@ -12,6 +12,7 @@ import time
 import torch
 
 from mzsr_plugin.data.degradations import degrade_pt, jpeg_compress_pt
+from mzsr_plugin.precision import FP32_REFERENCE
 from mzsr_plugin.utils.matlab_resize import imresize_pt
 from .inner_loop import adapt, detached_params, forward, lr_schedule
 from .self_check import BICUBIC, UNADAPTED, choose, held_out_mask, held_out_scores
@@ -263,7 +264,8 @@ def super_resolve_image(net,
                         noise_seed=0,
                         jpeg_quality=None,
                         self_check=False,
-                        on_tile=None):
+                        on_tile=None,
+                        precision=FP32_REFERENCE):
     """MZSR on one image: adapt ``steps`` SGD steps on (son -> LR), then super-resolve the LR.
 
     Images with more than ``crop_budget`` LR pixels are adapted on random crops instead (see
@@ -293,6 +295,9 @@ def super_resolve_image(net,
         jpeg_quality (int | None): JPEG quality of the LR, reproduced in the son (None: no JPEG).
         self_check (bool): Check adaptation on held-out blocks and fall back when it did not help (steps > 0).
         on_tile (callable | None): ``on_tile(done, total)`` after each tile of a tiled SR.
+        precision (Precision): Dtype of the adaptation steps and layout of the tensors
+            (:func:`~mzsr_plugin.precision.resolve_precision`); the SR forward is float32. Default: the
+            float32 NCHW reference.
 
     Returns:
         tuple[Tensor, dict]: SR of shape (1, 3, h * scale, w * scale), not clipped; info with ``seconds``
@@ -307,8 +312,9 @@ def super_resolve_image(net,
         raise ValueError(f'{len(lrs)} learning rates given for {steps} adaptation steps')
     start = time.perf_counter()
     losses, check = [], None
+    lr = precision.layout(lr)
     with at_scale(net, scale):
-        params = detached_params(net)
+        params = precision.params(detached_params(net))
         father = lr
         if steps and crop_budget:
             father = adaptation_crops(lr, crop_budget, min(ADAPT_CROP, math.isqrt(crop_budget)),
@@ -321,14 +327,15 @@ def super_resolve_image(net,
                 if float(held.mean()) >= 1:  # a one-pixel LR: nothing would be left to learn from
                     held = None
             start_params = params
-            params = adapt(
-                net,
-                params,
-                son,
-                father,
-                lrs,
-                on_step=lambda step, p, loss: (losses.append(float(loss)), on_step and on_step(step, p, loss)),
-                mask=None if held is None else 1 - held)
+            with precision.steps():
+                params = adapt(
+                    net,
+                    params,
+                    son,
+                    father,
+                    lrs,
+                    on_step=lambda step, p, loss: (losses.append(float(loss)), on_step and on_step(step, p, loss)),
+                    mask=None if held is None else 1 - held)
             if held is not None:
                 adapted_name = f'MZSR({steps})'
                 scores = held_out_scores(net, start_params, params, son, father, held, scale, adapted_name)

@@ -14,6 +14,7 @@ from mzsr_plugin.data.meta_task_dataset import crop_task_to_scale
 from mzsr_plugin.model_zoo import check_record, record_is_multiscale, weights_record
 from mzsr_plugin.noise_estimation import jpeg_quality, photo_degradation
 from mzsr_plugin.option_schema import META_TRAIN, VAL_ADAPT, check_section
+from mzsr_plugin.precision import resolve_precision
 from mzsr_plugin.zssr import zssr_super_resolve
 from .adaptation import at_scale, check_output_scale, resolve_adapt_lrs, super_resolve, super_resolve_image
 from .cuda_graphs import GraphedMetaUpdate, graphs_available
@@ -47,13 +48,14 @@ class MetaSRModel(SRModel):
         self.kernel = None
         self.learned_inner_lr = self.graphed_update = None  # meta mode sets them in init_training_settings
         tf32 = opt['train']['tf32'] if opt['is_train'] else None
+        # Resolved before BaseModel moves the net: model_to_device lays its parameters out for training.
+        device = torch.device('cuda' if opt['num_gpu'] != 0 else 'cpu')
+        self.train_precision = resolve_precision(opt['train']['precision'], device,
+                                                 'train.precision') if opt['is_train'] else None
         if tf32 is not None:
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
         super().__init__(opt)
         check_output_scale(self.get_bare_model(self.net_g), opt['scale'], opt['network_g'].get('num_in_ch', 3))
-
-    def _channels_last(self):
-        return self.mode == 'pretrain' and self.device.type == 'cuda' and self.opt['train']['channels_last']
 
     def model_to_device(self, net):
         """Moves the net; wraps it in DDP only for distributed pretraining.
@@ -62,8 +64,8 @@ class MetaSRModel(SRModel):
         no device ids, which BasicSR's version always passes.
         """
         net = net.to(self.device)
-        if self._channels_last():
-            net = net.to(memory_format=torch.channels_last)
+        if self.train_precision is not None:
+            net = self.train_precision.prepare_module(net)
         if self.opt['dist'] and self.mode == 'pretrain':
             device_ids = [torch.cuda.current_device()] if self.device.type == 'cuda' else None
             net = DistributedDataParallel(
@@ -143,18 +145,19 @@ class MetaSRModel(SRModel):
             self.task_gt_size = int(data['support_gt'].shape[-1])
             return
         super().feed_data(data)
-        if self._channels_last():
-            self.lq = self.lq.contiguous(memory_format=torch.channels_last)
+        if self.train_precision is not None:
+            self.lq = self.train_precision.layout(self.lq)
         self.kernel = data['kernel'].to(self.device) if 'kernel' in data else None
         self.downsample = data['downsample'][0] if 'downsample' in data else 'direct'
         self.image_scale = int(data['scale'][0]) if 'scale' in data else self.opt['scale']
         self.lq_path = data['lq_path'][0] if 'lq_path' in data else None
 
     def optimize_parameters(self, current_iter):
-        if self.mode == 'pretrain':
-            super().optimize_parameters(current_iter)
-            return
-        self.optimize_meta(current_iter)
+        with self.train_precision.steps():
+            if self.mode == 'pretrain':
+                super().optimize_parameters(current_iter)
+            else:
+                self.optimize_meta(current_iter)
 
     def _scale_groups(self):
         """Splits the task batch by scale; each group's tensors are cut to the valid (unpadded) region."""
@@ -258,7 +261,7 @@ class MetaSRModel(SRModel):
         ``seed`` (adaptation crops, ZSSR), ``zssr_iters``, ``log_psnr`` (PSNR after every step when GT exists,
         default true), ``noise`` and ``jpeg`` (what the son reproduces of the LR, ``auto`` by default) and
         ``self_check`` (held-out fallback, default true; its outcome is ``self.self_check`` and logged when it falls
-        back).
+        back) and ``precision`` (``auto``, ``fp32`` or ``bf16``: :mod:`~mzsr_plugin.precision`).
         """
         adapt_opt = self._adapt_opt()
         steps = adapt_opt['steps']
@@ -276,6 +279,7 @@ class MetaSRModel(SRModel):
             raise ValueError(f'test-time adaptation works on one image at a time; got a batch of '
                              f'{self.lq.shape[0]} (set batch_size_per_gpu: 1 for test/val datasets)')
         self.self_check = None
+        precision = resolve_precision(adapt_opt['precision'], self.device, 'val.adapt.precision')
         son = self._son_degradation(adapt_opt) if steps > 0 or zssr else {'std': 0.0, 'son_jpeg': None}
         if zssr:
             self.output = zssr_super_resolve(
@@ -287,7 +291,8 @@ class MetaSRModel(SRModel):
                 max_iters=int(adapt_opt['zssr_iters']),
                 seed=adapt_opt['seed'],
                 noise_std=son['std'],
-                jpeg_quality=son['son_jpeg'])[0]
+                jpeg_quality=son['son_jpeg'],
+                precision=precision)[0]
         else:
             multiscale = adapt_opt['multiscale'] or record_is_multiscale(record)
             lrs = resolve_adapt_lrs(adapt_opt['lr'], steps, self.image_scale, self.downsample, multiscale,
@@ -317,7 +322,8 @@ class MetaSRModel(SRModel):
                 noise_std=son['std'],
                 noise_seed=adapt_opt['seed'] or 0,
                 jpeg_quality=son['son_jpeg'],
-                self_check=adapt_opt['self_check'])
+                self_check=adapt_opt['self_check'],
+                precision=precision)
             self.self_check = info['self_check']
             if self.self_check and self.self_check['choice'] != f'MZSR({steps})':
                 get_root_logger().warning(f'{self.lq_path}: self-check: adaptation did not help on the held-out '
