@@ -220,3 +220,12 @@ def test_the_app_takes_a_heic_and_writes_the_chosen_format_with_an_estimate(tmp_
     with Image.open(result['shown']) as shown:  # a browser shows no TIFF: the slider gets a PNG
         assert shown.format == 'PNG' and shown.size == (24, 32)
     assert 'Written as TIF' in result['info'] and 'Display P3 (test)' in result['info']
+
+
+def test_quantising_in_bands_of_rows_equals_the_whole_image(monkeypatch):
+    from mzsr_plugin.utils import image_io
+    img = np.random.default_rng(0).normal(0.5, 0.4, (23, 7, 3)).astype(np.float32)
+    whole = image_io.to_uint8(img), image_io.to_uint8(img, gray=True)
+    monkeypatch.setattr(image_io, 'QUANTISE_ROWS', 5)
+    assert np.array_equal(image_io.to_uint8(img), whole[0]) and np.array_equal(image_io.to_uint8(img, True), whole[1])
+    assert whole[0][0, 0].tolist() == np.round(np.clip(img[0, 0].astype(np.float64), 0, 1) * 255).tolist()

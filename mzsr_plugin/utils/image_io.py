@@ -35,6 +35,8 @@ UPRIGHT = {
 # What every reader of the package takes as an image file (mzsr-sr inputs, the app, dataset preparation).
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.heic', '.heif', '.avif')
 SUPPORTED_FORMATS = 'PNG, JPEG, BMP, TIFF, WebP, PPM, HEIC/HEIF or AVIF'
+# Rows quantised at a time by to_uint8.
+QUANTISE_ROWS = 256
 
 
 @dataclass(frozen=True)
@@ -186,12 +188,17 @@ def to_uint8(img_rgb, gray=False):
     Returns:
         ndarray: uint8 of shape (H, W, 3) RGB, or (H, W) when ``gray``.
     """
-    img = np.asarray(img_rgb, dtype=np.float64)
-    if img.ndim != 3 or img.shape[2] != 3:
-        raise ValueError(f'expected an RGB image of shape (H, W, 3), got {img.shape}')
-    if gray:
-        img = img.mean(axis=2)
-    return np.round(np.clip(img, 0, 1) * 255).astype(np.uint8)
+    shape = np.shape(img_rgb)
+    if len(shape) != 3 or shape[2] != 3:
+        raise ValueError(f'expected an RGB image of shape (H, W, 3), got {shape}')
+    out = np.empty(shape[:2] if gray else shape, np.uint8)
+    # In bands of rows: float64 copies of a whole 50-megapixel SR would hold gigabytes at once.
+    for top in range(0, shape[0], QUANTISE_ROWS):
+        band = np.asarray(img_rgb[top:top + QUANTISE_ROWS], dtype=np.float64)
+        if gray:
+            band = band.mean(axis=2)
+        out[top:top + QUANTISE_ROWS] = np.round(np.clip(band, 0, 1) * 255)
+    return out
 
 
 def output_format(path):
