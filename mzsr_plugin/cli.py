@@ -31,6 +31,7 @@ from mzsr_plugin.kernel_estimation import DEFAULT_ESTIMATOR, ESTIMATORS
 from mzsr_plugin.model_zoo import MODEL_ZOO
 from mzsr_plugin.models.adaptation import ADAPT_LR_PRESETS, DEFAULT_CROP_BUDGET, DEFAULT_TILE
 from mzsr_plugin.option_schema import LR_SPEC, VAL_ADAPT
+from mzsr_plugin.precision import PRECISIONS, resolve_precision
 from mzsr_plugin.time_estimate import estimate_photos, format_seconds
 from mzsr_plugin.utils.image_io import OUTPUT_FORMATS, SUPPORTED_FORMATS
 from mzsr_plugin.utils.progress import progress, write
@@ -87,6 +88,13 @@ def build_parser():
         help='ground-truth folder (<stem>.png, <stem>_GT.png or same name) '
         'for PSNR/SSIM (Y channel, shave = scale, as the paper)')
     parser.add_argument('--device', default='cpu', help='cpu, cuda or cuda:N (default: %(default)s)')
+    parser.add_argument(
+        '--precision',
+        choices=PRECISIONS,
+        default='auto',
+        help='auto (default): bfloat16 adaptation steps where the device has bf16 units (AMX, AVX512-BF16, a bf16 '
+        'GPU), else float32 channels_last; fp32: the float32 NCHW reference (the official-parity numbers); bf16: '
+        'bf16 steps anyway (emulated, slow, on other CPUs). The SR forward is float32 in every mode')
     parser.add_argument(
         '--compare',
         action='store_true',
@@ -247,7 +255,7 @@ def _settings(args):
                        back_projection=args.back_projection, tile=args.tile, crop_budget=args.crop_budget,
                        seed=args.seed, estimator=args.estimator, estimator_iters=args.estimator_iters,
                        noise=parse_noise(args.noise), jpeg=parse_jpeg(args.jpeg), self_check=args.self_check,
-                       compare=args.compare, device=args.device)
+                       compare=args.compare, device=args.device, precision=args.precision)
 
 
 def metrics_row(result, sr_path):
@@ -322,6 +330,8 @@ def main(argv=None):
                          f'({", ".join(sorted(ADAPT_LR_PRESETS))}) or numbers')
     except (FileNotFoundError, ValueError) as error:
         raise SystemExit(f'mzsr-sr: error: {error}') from None
+    precision = resolve_precision(args.precision, device)
+    print(f'mzsr-sr: precision {precision}')
     os.makedirs(args.output, exist_ok=True)
     expected = {} if args.zssr else _print_estimates(jobs, settings, net, output)
     rng = np.random.default_rng(args.seed)
@@ -351,6 +361,7 @@ def main(argv=None):
         config = dict(vars(args))
         config['weights'] = None if net is None else net.weights_path
         config['model_record'] = None if net is None else net.record
+        config['precision'] = precision.record()
         summary = _write_metrics(args.output, rows, config)
         if 'psnr' in summary:
             print(f'mean PSNR {summary["psnr"]:.2f} dB, SSIM {summary["ssim"]:.4f} over the images with ground truth '

@@ -30,6 +30,7 @@ from mzsr_plugin.model_zoo import (MODEL_ZOO, ModelRecordWarning, check_record, 
 from mzsr_plugin.models.adaptation import DEFAULT_CROP_BUDGET, DEFAULT_TILE, resolve_adapt_lrs, super_resolve_image
 from mzsr_plugin.models.self_check import scores_text
 from mzsr_plugin.noise_estimation import AUTO, NO_JPEG, auto_noise_std, jpeg_quality, photo_degradation
+from mzsr_plugin.precision import resolve_precision
 from mzsr_plugin.utils.figures import kernel_image, save_comparison
 from mzsr_plugin.utils.image_io import IMAGE_EXTENSIONS, OUTPUT_FORMATS, read_image, read_photo, to_uint8, write_image
 from mzsr_plugin.utils.matlab_resize import imresize_pt
@@ -221,6 +222,8 @@ class RunSettings:
             adaptation does not score best on it (:mod:`~mzsr_plugin.models.self_check`).
         compare (bool): Also compute the SR before adaptation (for the comparison figure).
         device (str): Device.
+        precision (str): ``auto``, ``fp32`` or ``bf16``: dtype of the SGD steps and layout of the tensors
+            (:func:`~mzsr_plugin.precision.resolve_precision`).
     """
     scale: int = 2
     steps: int = 10
@@ -239,6 +242,7 @@ class RunSettings:
     self_check: bool = True
     compare: bool = False
     device: str = 'cpu'
+    precision: str = 'auto'
 
 
 @dataclass
@@ -290,6 +294,7 @@ class ImageResult:
         gt_path (str | None), gt (np.ndarray | None): Ground truth (uint8 RGB, mod-cropped).
         metrics (dict): ``psnr``, ``ssim``, ``psnr_bicubic``, ``ssim_bicubic``, ``psnr0`` (with GT).
         metadata (PhotoMetadata | None): The photo's colour profile and EXIF, carried to the output.
+        precision (dict | None): What ran (:meth:`~mzsr_plugin.precision.Precision.record`).
     """
     path: str
     stem: str
@@ -312,6 +317,7 @@ class ImageResult:
     gt: np.ndarray = None
     metrics: dict = field(default_factory=dict)
     metadata: object = None
+    precision: dict = None
 
 
 def image_metrics(sr_uint8, gt_path, scale, gray):
@@ -406,6 +412,7 @@ def run_image(path, choice, settings, net=None, gt_path=None, rng=None, progress
     img, gray, metadata = read_photo(path)
     stem = osp.splitext(osp.basename(path))[0]
     scale, device = settings.scale, torch.device(settings.device)
+    precision = resolve_precision(settings.precision, device)
     downsample = choice.downsample
     # The colour-difference reading (or the level given) takes the noise out of the kernel estimate; under JPEG it
     # reads nothing, and the level matched to the son with that kernel estimates the kernel once more.
@@ -451,11 +458,13 @@ def run_image(path, choice, settings, net=None, gt_path=None, rng=None, progress
             seed=settings.seed,
             progress=progress,
             tile=tile if tile and max(lr.shape[-2:]) > tile else None,
+            precision=precision,
             **overrides)
         method, steps = 'ZSSR', info['iterations']
     else:
         common = dict(downsample=downsample, self_ensemble=settings.self_ensemble,
-                      back_projection=settings.back_projection or 0, tile=tile, crop_budget=settings.crop_budget)
+                      back_projection=settings.back_projection or 0, tile=tile, crop_budget=settings.crop_budget,
+                      precision=precision)
         lrs = adaptation_lrs(settings.lr, net, settings.steps, scale, downsample)
         sr, info = super_resolve_image(
             net,
@@ -493,7 +502,8 @@ def run_image(path, choice, settings, net=None, gt_path=None, rng=None, progress
         noise=noise,
         self_check=info.get('self_check'),
         gt_path=gt_path,
-        metadata=metadata)
+        metadata=metadata,
+        precision=precision.record())
     if gt_path:
         m = result.metrics
         m['psnr'], m['ssim'], result.gt = image_metrics(to_uint8(result.sr, gray), gt_path, scale, gray)

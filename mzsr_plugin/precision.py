@@ -87,8 +87,7 @@ class Precision:
         Returns:
             dict[str, Tensor]: The same values.
         """
-        if not self.channels_last:
-            return params
+        # Laid out whatever the source's layout: a module trained channels_last still adapts NCHW under fp32.
         return {name: self.layout(p.detach()).requires_grad_(p.requires_grad) for name, p in params.items()}
 
     def prepare_module(self, net):
@@ -153,3 +152,16 @@ def resolve_precision(requested, device, option='--precision'):
     if device_type == 'cpu':
         return Precision('fp32', True, 'auto', reason, device_type)
     return Precision('fp32', False, 'auto', reason, device_type)
+
+
+def hardware_line(device):
+    """One line for benchmark printouts: the device, its bf16-relevant instructions and what ``auto`` picks."""
+    device = torch.device(device)
+    if device.type == 'cuda':
+        name = torch.cuda.get_device_name(device)
+    else:
+        caps = torch.cpu.get_capabilities()
+        flags = ', '.join(f'{label} {"yes" if caps.get(key) else "no"}' for key, label in (
+            ('avx512_f', 'AVX512'), ('avx512_bf16', 'AVX512-BF16'), ('amx_bf16', 'AMX-BF16')))
+        name = f'CPU {caps.get("cpu_name", "?")} ({flags}), {torch.get_num_threads()} threads'
+    return f'{name}; --precision auto -> {resolve_precision("auto", device)}'

@@ -7,9 +7,15 @@ file passed (``--weights``, default: the shipped weights; ``--official`` adds th
 bicubic-pretrained network). The last lines give the ZSSR time / MZSR(10) time ratio per image and the achieved
 GFLOP/s of one adaptation step beside a large matmul on the same device.
 
+``--precision`` prints only the precision table instead (docs/speed.md): the float32 NCHW reference, float32
+channels_last and the bf16 policy (bf16 adaptation steps, float32 SR), plus bf16 everywhere, on Set5 g^d_2.0 at
+1 and 10 steps, interleaved per image, with the CPU's bf16 instructions and what ``--precision auto`` picks.
+
     python scripts/bench_adapt.py [--device cuda] [--zssr-iters 3000 | --no-zssr] [--official PATH.pth]
+    python scripts/bench_adapt.py --precision [--repeats 2]
 """
 import argparse
+import contextlib
 import json
 import numpy as np
 import os
@@ -26,9 +32,10 @@ from mzsr_plugin.demo import DEMO_IMAGES, DEMO_KERNEL, skimage_case
 from mzsr_plugin.evaluation import evaluate_adaptation, images_from_dataset, load_mzsr_weights
 from mzsr_plugin.model_zoo import MODEL_ZOO
 from mzsr_plugin.metrics.official_metric import calculate_mzsr_psnr
-from mzsr_plugin.models.adaptation import at_scale, make_son, resolve_adapt_lrs
+from mzsr_plugin.models.adaptation import at_scale, make_son, resolve_adapt_lrs, super_resolve_image
 from mzsr_plugin.models.cuda_graphs import GraphedAdaptation
 from mzsr_plugin.models.inner_loop import detached_params, sgd_step
+from mzsr_plugin.precision import FP32_REFERENCE, Precision, hardware_line
 from mzsr_plugin.utils.matlab_resize import imresize_pt
 from mzsr_plugin.utils.progress import progress
 from mzsr_plugin.zssr import zssr_super_resolve
@@ -72,6 +79,56 @@ def graphed_rows(net, cases, device, repeats=5):
     return rows
 
 
+# The policies compared by ``--precision``: (label, precision, bf16 SR forward too). The last row shows why the bf16
+# policy keeps its SR forward in float32.
+def precision_variants(device):
+    device_type = torch.device(device).type
+    return [('fp32 NCHW (reference)', FP32_REFERENCE, False),
+            ('fp32 channels_last', Precision('fp32', True, 'fp32', 'bench', device_type), False),
+            ('bf16 steps, fp32 SR (bf16)', Precision('bf16', True, 'bf16', 'bench', device_type), False),
+            ('bf16 steps and SR', Precision('bf16', True, 'bf16', 'bench', device_type), True)]
+
+
+def precision_table(net, images, device, steps_list=(1, 10), repeats=2):
+    """PSNR and seconds per image of each precision policy (:func:`precision_variants`), interleaved per image so
+    that load on a shared machine hits every policy alike; the time is the best of ``repeats`` runs.
+
+    Returns:
+        dict: ``{(label, steps): [(psnr, seconds) per image]}``.
+    """
+    rows = {}
+    for image in progress(images, 'precision', name=lambda im: im.name):
+        lr, kernel = image.lr.to(device), image.kernel.to(device)
+        for steps in steps_list:
+            lrs = resolve_adapt_lrs(None, steps, image.scale, image.downsample, learned=net.inner_lrs)
+            for label, precision, bf16_sr in precision_variants(device):
+                seconds = []
+                for _ in range(repeats):
+                    outer = (torch.autocast(torch.device(device).type, dtype=torch.bfloat16) if bf16_sr else
+                             contextlib.nullcontext())
+                    with outer:
+                        sr, info = super_resolve_image(net, lr, kernel, image.scale, steps, lrs, image.downsample,
+                                                       tile=None, crop_budget=None, precision=precision)
+                    seconds.append(info['seconds'])
+                psnr = calculate_mzsr_psnr(tensor2img(sr.float()), image.gt, crop_border=image.scale)
+                rows.setdefault((label, steps), []).append((psnr, min(seconds)))
+    return rows
+
+
+def print_precision_table(rows, names):
+    reference = 'fp32 NCHW (reference)'
+    print(f'\n{"policy":<28}{"steps":>6}' + ''.join(f'{n[:10]:>11}' for n in names) +
+          f'{"mean dB":>9}{"vs ref":>8}{"worst":>8}{"s/img":>8}{"speed":>7}')
+    for (label, steps), cells in rows.items():
+        psnr = np.array([c[0] for c in cells])
+        ref = np.array([c[0] for c in rows[(reference, steps)]])
+        seconds = np.mean([c[1] for c in cells])
+        speed = np.mean([c[1] for c in rows[(reference, steps)]]) / seconds
+        print(f'{label:<28}{steps:>6}' + ''.join(f'{p:>11.3f}' for p in psnr) +
+              f'{psnr.mean():>9.3f}{(psnr - ref).mean():>+8.3f}{(psnr - ref).min():>+8.3f}{seconds:>8.2f}'
+              f'{speed:>6.2f}x')
+
+
 def bicubic_row(image, device):
     start = time.perf_counter()
     sr = imresize_pt(image.lr.to(device), image.scale)
@@ -111,7 +168,27 @@ def main():
     parser.add_argument('--no-zssr', action='store_true')
     parser.add_argument('--only', nargs='*', help='Set5 images to use (names), e.g. to time ZSSR on a CPU')
     parser.add_argument('--json', help='write all numbers to this file')
+    parser.add_argument('--precision', action='store_true',
+                        help='only the precision table: fp32 NCHW vs fp32 channels_last vs bf16, MZSR(1) and '
+                        'MZSR(10) of the first --weights on Set5 g20, side by side')
+    parser.add_argument('--repeats', type=int, default=2, help='--precision: runs per cell, the best is kept')
     args = parser.parse_args()
+    if args.precision:
+        images = set5_g20(args.official_dir) if osp.isdir(args.official_dir) else []
+        if not images:
+            raise SystemExit(f'--precision needs the official Set5 g20 inputs: {args.official_dir} not found')
+        images = [im for im in images if not args.only or im.name in args.only]
+        print(hardware_line(args.device))
+        net = load_mzsr_weights(args.weights[0], 2, args.device)
+        rows = precision_table(net, images, args.device, repeats=args.repeats)
+        print(f'weights {args.weights[0]}; Set5 g^d_2.0 (official inputs), direct x2; seconds: adaptation + SR, '
+              f'best of {args.repeats}')
+        print_precision_table(rows, [im.name for im in images])
+        if args.json:
+            with open(args.json, 'w') as f:
+                json.dump({'hardware': hardware_line(args.device),
+                           'rows': {f'{k[0]} ({k[1]})': v for k, v in rows.items()}}, f, indent=1)
+        return
 
     cases = []
     if osp.isdir(args.official_dir):

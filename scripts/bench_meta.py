@@ -14,7 +14,10 @@ Sizes default to the official ones: 5 tasks x 8 support + 8 query HR patches of 
 each second order and first order. Achieved GFLOP/s use the FLOPs that ``torch.utils.flop_counter`` counts for one
 iteration (convolutions and their first and second derivatives), beside a large matmul's GFLOP/s on the same device.
 
-    python scripts/bench_meta.py [--device cuda] [--iters 3]
+``--precision`` adds the loop engine with float32 channels_last weights and with bf16 autocast
+(:mod:`mzsr_plugin.precision`) and the relative error of their second-order meta-gradients against float32 NCHW.
+
+    python scripts/bench_meta.py [--device cuda] [--iters 3] [--precision]
 """
 import argparse
 import time
@@ -25,6 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from mzsr_plugin.archs.mzsr_arch import MZSRNet
 from mzsr_plugin.models.cuda_graphs import GraphedMetaUpdate
 from mzsr_plugin.models.meta_learning import meta_gradients_batched, meta_gradients_loop, multi_step_loss_weights
+from mzsr_plugin.precision import Precision, hardware_line
 from mzsr_plugin.utils.matlab_resize import imresize_pt
 
 
@@ -102,6 +106,23 @@ def with_tf32(fn, enabled):
     return run
 
 
+def with_precision(net, params, tasks, steps, loss_weights, second_order, precision):
+    """The loop engine's meta-gradients under a precision policy (its layout of the weights, its autocast)."""
+    laid = precision.params(params)
+
+    def run():
+        with precision.steps():
+            return meta_gradients_loop(net, laid, tasks, 1e-2, steps, loss_weights, second_order)
+
+    return run
+
+
+def relative_error(grads, reference):
+    """Relative L2 distance of two meta-gradients (dicts of tensors by parameter name)."""
+    difference = torch.linalg.vector_norm(torch.cat([(grads[k].float() - reference[k]).flatten() for k in reference]))
+    return float(difference / torch.linalg.vector_norm(torch.cat([v.flatten() for v in reference.values()])))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
@@ -111,6 +132,9 @@ def main():
     parser.add_argument('--steps', type=int, default=5, help='inner steps')
     parser.add_argument('--iters', type=int, default=2, help='timed iterations per variant (after one warm-up)')
     parser.add_argument('--matmul-size', type=int, default=None)
+    parser.add_argument('--precision', action='store_true',
+                        help='add the loop engine in float32 channels_last and in bf16 (mzsr_plugin.precision) and '
+                        'the relative error of their meta-gradients against float32 NCHW')
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
@@ -140,9 +164,18 @@ def main():
             # Kernels replayed from a graph are invisible to the FLOP counter: count its eager twin.
             flops_of[f'graphed ({order} order)'] = variants[f'batched ({order} order)']
 
+    policies = {}
+    if args.precision:
+        policies = {
+            'channels_last': Precision('fp32', True, 'fp32', 'bench', device.type),
+            'bf16': Precision('bf16', True, 'bf16', 'bench', device.type)
+        }
+        for order, second in (('2nd', True), ('1st', False)):
+            for label, policy in policies.items():
+                variants[f'loop {label} ({order})'] = with_precision(net, params, tasks, args.steps, loss_weights,
+                                                                     second, policy)
     matmul = matmul_gflops(device, args.matmul_size or (8192 if device.type == 'cuda' else 2048))
-    print(f'device: {torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"}, '
-          f'threads: {torch.get_num_threads()}, torch {torch.__version__}')
+    print(f'device: {hardware_line(device)}, torch {torch.__version__}')
     print(f'sizes: {args.tasks} tasks x {args.shots}+{args.shots} patches {args.patch}x{args.patch}, '
           f'{args.steps} inner steps; matmul {matmul:.1f} GFLOP/s')
     # Rows print as they are measured, so a run cut short still reports what it finished.
@@ -160,6 +193,12 @@ def main():
         gflops = flops / seconds / 1e9
         print(f'{name:<22} {seconds:>8.3f} {gflops:>8.1f} {100 * gflops / matmul:>8.1f}% '
               f'{reference[order] / seconds:>12.2f}x', flush=True)
+    if policies:
+        fp32 = meta_gradients_loop(net, params, tasks, 1e-2, args.steps, loss_weights, True)[0]
+        for label, policy in policies.items():
+            grads = with_precision(net, params, tasks, args.steps, loss_weights, True, policy)()[0]
+            print(f'precision: {label} second-order meta-gradient differs from float32 NCHW by '
+                  f'{relative_error(grads, fp32):.2e} (relative L2, same tasks)')
     if device.type == 'cuda':
         fp32 = with_tf32(lambda: meta_gradients_batched(net, params, tasks, 1e-2, args.steps, loss_weights, True),
                          False)()[0]
