@@ -3,12 +3,11 @@
 
 - ``fp32``: float32, contiguous NCHW tensors: the reference, bit for bit the outputs of earlier releases (the
   official-parity checks run in it).
-- ``bf16``: the SGD steps (test-time adaptation, ZSSR's training, meta-training and pretraining) run their
-  convolutions in bfloat16 under autocast, with float32 master weights, loss, gradients' update, bicubic base and
-  residual (:class:`~mzsr_plugin.archs.mzsr_arch.MZSRNet` keeps those out of autocast); the final SR forward stays
-  float32. Measured on Set5 g^d_2.0 with the shipped x2 model (``python scripts/bench_adapt.py --precision``):
-  a bf16 SR forward costs 0.06 dB on average even with a float32 base, bf16 steps alone cost nothing (the update
-  is float32, the gradient's rounding is noise). Tensors are channels_last, the layout oneDNN's bf16 kernels run.
+- ``bf16``: the SGD steps (test-time adaptation, ZSSR's training, meta-training and pretraining) run their hidden
+  convolutions in bfloat16 under autocast, with float32 master weights, loss and update;
+  :class:`~mzsr_plugin.archs.mzsr_arch.MZSRNet` keeps its bicubic base, first and last convs and residual sum in
+  float32, and the final SR forward stays float32 (``python scripts/bench_adapt.py --precision`` measures each
+  choice against the reference; docs/speed.md). Tensors are channels_last, the layout oneDNN's bf16 kernels run.
 - ``auto``: ``bf16`` where the hardware has bfloat16 units (a CPU with AMX or AVX512-BF16, a CUDA GPU with bf16),
   else float32 channels_last on CPU (oneDNN's blocked fp32 kernels: faster than NCHW on the CPUs measured) and the
   ``fp32`` reference on other devices. Without those units bf16 is emulated and several times slower.
