@@ -156,7 +156,7 @@ def matched_noise_std(lr, kernel, scale, downsample, jpeg_quality, seed=0):
     return 0.0
 
 
-def photo_degradation(lr, file_quality, kernel, scale, downsample, noise=AUTO, jpeg=AUTO, seed=0):
+def photo_degradation(lr, file_quality, kernel, scale, downsample, noise=AUTO, jpeg=AUTO, seed=0, colour_std=None):
     """The noise and JPEG quality a photo's son must carry (``mzsr-sr --noise``/``--jpeg``, ``val.adapt``).
 
     Args:
@@ -168,6 +168,8 @@ def photo_degradation(lr, file_quality, kernel, scale, downsample, noise=AUTO, j
         noise (str | float): ``'auto'``, or a std in grey levels.
         jpeg (str | int): ``'auto'`` (the file's quality), ``'none'``, or a quality 1..100.
         seed (int): Seed of the matching's noise.
+        colour_std (float | None): :func:`auto_noise_std` of ``lr`` when the caller has read it already (it costs
+            a PCA over the whole photo); None: read here when needed.
 
     Returns:
         dict: ``std`` ([0, 1] scale), ``source`` (``given``, ``auto (colour)`` or ``auto (matched)``),
@@ -181,7 +183,7 @@ def photo_degradation(lr, file_quality, kernel, scale, downsample, noise=AUTO, j
         std, source = matched_noise_std(lr, kernel, scale, downsample, son_jpeg, seed), 'auto (matched)'
         std = std if std >= NOISE_FLOOR else 0.0
     else:
-        std, source = auto_noise_std(lr), 'auto (colour)'
+        std, source = auto_noise_std(lr) if colour_std is None else colour_std, 'auto (colour)'
     return {
         'std': std,
         'source': source,

@@ -192,3 +192,23 @@ def test_blind_kernels_are_reused_by_kernel_dir(tmp_path):
         assert rows[f'{name}.png']['kernel'] == str(tmp_path / 'out' / f'{name}_kernel.mat')
         first = cv2.imread(str(tmp_path / 'out' / f'{name}.png'))
         assert np.array_equal(first, cv2.imread(str(tmp_path / 'out2' / f'{name}.png')))
+
+
+def test_a_lossless_photo_is_read_for_noise_once(tmp_path, monkeypatch):
+    # The colour-difference reading is a PCA over the whole photo: the kernel estimate and the son share one.
+    import mzsr_plugin.inference as inference
+    import mzsr_plugin.noise_estimation as noise_estimation
+    calls = []
+
+    def counted(lr):
+        calls.append(lr.shape)
+        return auto_noise_std(lr)
+
+    monkeypatch.setattr(inference, 'auto_noise_std', counted)
+    monkeypatch.setattr(noise_estimation, 'auto_noise_std', counted)
+    path = str(tmp_path / 'photo.png')
+    cv2.imwrite(path, (photo_lr(noise=5, size=96) * 255).round().astype(np.uint8)[..., ::-1])
+    net = MZSRNet(num_feat=8, num_conv=3)
+    result = run_image(path, inference.resolve_kernel('estimate'), RunSettings(steps=1, self_check=False), net)
+    assert calls == [(96, 96, 3)]
+    assert result.noise['source'] == 'auto (colour)' and result.noise['std'] == auto_noise_std(result.lr)

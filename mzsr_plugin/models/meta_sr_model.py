@@ -20,7 +20,7 @@ from .adaptation import at_scale, check_output_scale, resolve_adapt_lrs, super_r
 from .cuda_graphs import GraphedMetaUpdate, graphs_available
 from .inner_loop import LearnedInnerLR, detached_params, load_inner_lrs
 from .meta_learning import assign_meta_gradients, multi_step_loss_weights, select_meta_engine
-from .self_check import scores_text
+from .self_check import describe_fallback
 
 
 @MODEL_REGISTRY.register()
@@ -326,9 +326,7 @@ class MetaSRModel(SRModel):
                 precision=precision)
             self.self_check = info['self_check']
             if self.self_check and self.self_check['choice'] != f'MZSR({steps})':
-                get_root_logger().warning(f'{self.lq_path}: self-check: adaptation did not help on the held-out '
-                                          f'crops ({scores_text(self.self_check)}); the output is '
-                                          f'{self.self_check["choice"]}')
+                get_root_logger().warning(f'{self.lq_path}: self-check: {describe_fallback(self.self_check)}')
         self.adapt_time = time.perf_counter() - start
         net.train(was_training)
 

@@ -100,7 +100,12 @@ def scores_text(check):
     return ', '.join(f'{name} {psnr:.2f} dB' for name, psnr in check['psnr'].items())
 
 
+def describe_fallback(check):
+    """Why the self-check fell back, for logs (``mzsr-sr``, the app, BasicSR's test log)."""
+    return f'adaptation did not help on the held-out crops ({scores_text(check)}): the output is {check["choice"]}'
+
+
 __all__ = [
-    'BICUBIC', 'BLOCK', 'HELD_OUT', 'MIN_BLOCKS', 'UNADAPTED', 'choose', 'held_out_mask', 'held_out_scores',
-    'scores_text'
+    'BICUBIC', 'BLOCK', 'HELD_OUT', 'MIN_BLOCKS', 'UNADAPTED', 'choose', 'describe_fallback', 'held_out_mask',
+    'held_out_scores', 'scores_text'
 ]
