@@ -17,6 +17,7 @@ from mzsr_plugin.kernel_estimation import estimate_kernel
 from mzsr_plugin.models.adaptation import make_son
 from mzsr_plugin.noise_estimation import (NOISE_FLOOR, auto_noise_std, beyond_limits, estimate_noise_std, ijg_table,
                                           jpeg_quality, photo_degradation)
+from mzsr_plugin.precision import resolve_precision
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 
@@ -168,6 +169,8 @@ def test_app_reports_the_noise_it_reproduced_and_warns_of_heavy_jpeg(photos):
     noisy = app.super_resolve_photo(str(photos / 'noisy.png'), 'estimate', None, 2, 1, str(photos / 'w.pth'), False,
                                     str(photos))
     assert '(auto (colour)) reproduced in the son' in noisy['info'] and 'Self-check on held-out crops' in noisy['info']
+    chosen = resolve_precision('auto', 'cpu')  # the app says what its default precision ran as
+    assert f'{chosen.name} {chosen.record()["memory_format"]} (auto: {chosen.reason})' in noisy['info']
     blocky = app.super_resolve_photo(str(photos / 'blocky.jpg'), 'g_d_2.0', None, 2, 1, str(photos / 'w.pth'), False,
                                      str(photos))
     assert '⚠ JPEG quality 30 (below 50)' in blocky['info']
