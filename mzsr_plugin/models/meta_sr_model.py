@@ -95,10 +95,13 @@ class MetaSRModel(SRModel):
             if start is not None:
                 self.learned_inner_lr.load_state_dict(start)
         cuda_graph = train_opt['cuda_graph']
-        graphed = bool(cuda_graph) and graphs_available(self.device) and not self.opt['dist']
+        # The captured graph is the float32 update: under bf16 the eager engine runs with autocast.
+        float32 = self.train_precision.name == 'fp32'
+        graphed = bool(cuda_graph) and graphs_available(self.device) and not self.opt['dist'] and float32
         if cuda_graph is True and not graphed:
-            get_root_logger().warning('train.cuda_graph: true needs one CUDA process (this run: '
-                                      f'{self.device}, dist {self.opt["dist"]}): the eager engine runs instead')
+            get_root_logger().warning('train.cuda_graph: true needs one CUDA process in float32 (this run: '
+                                      f'{self.device}, dist {self.opt["dist"]}, precision {self.train_precision.name}'
+                                      '): the eager engine runs instead')
         if graphed:
             train_opt['optim_g'] = dict(train_opt['optim_g'], capturable=True)
         self.setup_optimizers()
