@@ -137,3 +137,26 @@ def test_train_precision_lays_out_the_trained_network(tmp_path, monkeypatch, req
     weight = model.net_g.convs[1].weight
     assert weight.is_contiguous(memory_format=torch.channels_last) == channels_last
     assert model.train_precision.record()['memory_format'] == ('channels_last' if channels_last else 'contiguous')
+
+
+def test_zssr_trains_channels_last_to_float32_rounding(monkeypatch):
+    from mzsr_plugin import zssr
+    layouts = []
+    build = zssr.build_zssr_net
+
+    def spy(*args):
+        net = build(*args)
+        original = net.forward
+        net.forward = lambda x: (layouts.append(net.convs[1].weight.is_contiguous(memory_format=torch.channels_last)),
+                                 original(x))[1]
+        return net
+
+    monkeypatch.setattr(zssr, 'build_zssr_net', spy)
+    _, lr, kernel = _case(2, size=16)
+    outputs = {}
+    for precision in (FP32_REFERENCE, CHANNELS_LAST):
+        layouts.clear()
+        outputs[precision.channels_last], info = zssr.zssr_super_resolve(lr, kernel, 2, max_iters=8, seed=0,
+                                                                         precision=precision, width=16, depth=4)
+        assert set(layouts) == {precision.channels_last}
+    assert (outputs[True] - outputs[False]).abs().max() < 1e-3
