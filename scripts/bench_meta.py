@@ -135,6 +135,9 @@ def main():
     parser.add_argument('--precision', action='store_true',
                         help='add the loop engine in float32 channels_last and in bf16 (mzsr_plugin.precision) and '
                         'the relative error of their meta-gradients against float32 NCHW')
+    parser.add_argument('--only', nargs='+', metavar='TEXT',
+                        help='run only the variants whose name contains all of these, e.g. loop 2nd (the first '
+                        'one run of each order is the "vs reference" baseline)')
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
@@ -174,24 +177,26 @@ def main():
             for label, policy in policies.items():
                 variants[f'loop {label} ({order})'] = with_precision(net, params, tasks, args.steps, loss_weights,
                                                                      second, policy)
+    if args.only:
+        variants = {name: fn for name, fn in variants.items() if all(text in name for text in args.only)}
     matmul = matmul_gflops(device, args.matmul_size or (8192 if device.type == 'cuda' else 2048))
     print(f'device: {hardware_line(device)}, torch {torch.__version__}')
     print(f'sizes: {args.tasks} tasks x {args.shots}+{args.shots} patches {args.patch}x{args.patch}, '
           f'{args.steps} inner steps; matmul {matmul:.1f} GFLOP/s')
     # Rows print as they are measured, so a run cut short still reports what it finished.
-    print(f'\n{"variant":<22} {"s/iter":>8} {"GFLOP/s":>8} {"% matmul":>9} {"vs reference":>13}', flush=True)
+    print(f'\n{"variant":<26} {"s/iter":>8} {"GFLOP/s":>8} {"% matmul":>9} {"vs reference":>13}', flush=True)
     reference = {}
     for name, fn in variants.items():
         try:
             flops = count_flops(flops_of.get(name, fn))
             seconds = time_it(fn, device, args.iters)
         except RuntimeError as error:  # e.g. out of memory: report the row instead of losing the table
-            print(f'{name:<22} {"failed":>8}  {str(error).splitlines()[0][:60]}', flush=True)
+            print(f'{name:<26} {"failed":>8}  {str(error).splitlines()[0][:60]}', flush=True)
             continue
         order = '2nd' if '2nd' in name else '1st'
         reference.setdefault(order, seconds)  # the reference row of each order comes first
         gflops = flops / seconds / 1e9
-        print(f'{name:<22} {seconds:>8.3f} {gflops:>8.1f} {100 * gflops / matmul:>8.1f}% '
+        print(f'{name:<26} {seconds:>8.3f} {gflops:>8.1f} {100 * gflops / matmul:>8.1f}% '
               f'{reference[order] / seconds:>12.2f}x', flush=True)
     if policies:
         fp32 = meta_gradients_loop(net, params, tasks, 1e-2, args.steps, loss_weights, True)[0]
