@@ -29,7 +29,8 @@ from mzsr_plugin.inference import (AUTO, KERNEL_HELP, NO_JPEG, ModelRecordWarnin
                                    load_network, output_name, resolve_kernel, run_image, save_outputs)
 from mzsr_plugin.kernel_estimation import DEFAULT_ESTIMATOR, ESTIMATORS
 from mzsr_plugin.model_zoo import MODEL_ZOO
-from mzsr_plugin.models.adaptation import ADAPT_LR_PRESETS, DEFAULT_CROP_BUDGET, DEFAULT_TILE
+from mzsr_plugin.models.adaptation import (ADAPT_LR_PRESETS, AUTO_BUDGET, DEFAULT_CROP_BUDGET, DEFAULT_TILE,
+                                           LARGE_PHOTO, LARGE_PHOTO_CROP_BUDGET)
 from mzsr_plugin.option_schema import LR_SPEC, VAL_ADAPT
 from mzsr_plugin.precision import PRECISIONS, resolve_precision
 from mzsr_plugin.time_estimate import estimate_photos, format_seconds
@@ -125,11 +126,12 @@ def build_parser():
         help='LR tile size for inference of larger images (0: never tile; default: %(default)s)')
     parser.add_argument(
         '--crop-budget',
-        type=int,
-        default=DEFAULT_CROP_BUDGET,
+        type=crop_budget_arg,
+        default=AUTO_BUDGET,
         metavar='PIXELS',
         help='adapt on random crops of at most this many LR pixels in all when the image is larger (0: never; '
-        'default: %(default)s)')
+        f'default: auto, {DEFAULT_CROP_BUDGET}, and {LARGE_PHOTO_CROP_BUDGET} for photos above {LARGE_PHOTO} LR '
+        'pixels)')
     parser.add_argument('--seed', type=int, help='seed of the adaptation crops, of ZSSR and of kernel estimation')
     parser.add_argument('--estimator', choices=tuple(ESTIMATORS), default=DEFAULT_ESTIMATOR,
                         help='--kernel estimate: learned (a regressor on the LR\'s spectrum, trained beyond the '
@@ -171,6 +173,16 @@ def build_parser():
         help='adapt on the whole LR and always output the adapted net; by default an eighth of the LR is held out '
         'and the output falls back to bicubic or MZSR(0) when adaptation does not score best on it')
     return parser
+
+
+def crop_budget_arg(text):
+    """``--crop-budget``: ``auto`` or a whole number (checked against ``val.adapt.crop_budget`` in _plan)."""
+    if text == AUTO_BUDGET:
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected auto or a whole number of LR pixels, got {text!r}') from None
 
 
 def parse_noise(text):
@@ -220,7 +232,7 @@ def _plan(args, parser):
     for flag, key in FLAG_KEYS.items():
         value = getattr(args, flag.lstrip('-').replace('-', '_'))
         check = VAL_ADAPT.key(key).check
-        if value is not None and not check.ok(value):
+        if value is not None and value != AUTO_BUDGET and not check.ok(value):
             parser.error(f'{flag} must be {check.expected}; got {value!r}')
     if args.kernel == 'estimate' and args.downsample == 'bicubic':
         parser.error('--kernel estimate models direct sub-sampling; drop --downsample bicubic')
@@ -381,7 +393,8 @@ def _print_estimates(jobs, settings, net, output):
     if rate is None:
         return {}
     print(f'mzsr-sr: this machine, measured in {rate.calibration_seconds:.1f} s: {rate.per_pixel * 1e6:.2f} s per '
-          f'LR megapixel, {rate.per_step * 1e6:.2f} s per adapted megapixel and step, {rate.fixed:.2f} s per photo')
+          f'LR megapixel, {rate.per_adapted * 1e6:.2f} s per adapted megapixel and {rate.per_step * 1e6:.2f} s more '
+          f'per step, {rate.fixed:.2f} s per photo')
     for path, (h, w, seconds) in estimates.items():
         print(f'{osp.basename(path)}: {w}x{h} LR ({h * w / 1e6:.1f} MP) -> x{settings.scale}, MZSR({settings.steps}): '
               f'expected {format_seconds(seconds)}')

@@ -12,6 +12,7 @@ resolve inputs here and nowhere else. The data path of one image::
     save_outputs(result, out_dir, output)      -> <stem>.png (or .jpg/.tif/.webp, with the photo's ICC profile and
                                                   EXIF), <stem>_kernel.mat/.png, <stem>_compare.png
 """
+import functools
 import numpy as np
 import os
 import pickle
@@ -27,8 +28,9 @@ from mzsr_plugin.kernel_estimation import DEFAULT_ESTIMATOR, estimate_kernel
 from mzsr_plugin.metrics.official_metric import calculate_mzsr_psnr, calculate_mzsr_ssim
 from mzsr_plugin.model_zoo import (MODEL_ZOO, ModelRecordWarning, check_record, record_is_multiscale, weights_record,
                                    zoo_model_for)
-from mzsr_plugin.models.adaptation import DEFAULT_CROP_BUDGET, DEFAULT_TILE, resolve_adapt_lrs, super_resolve_image
-from mzsr_plugin.models.self_check import scores_text
+from mzsr_plugin.models.adaptation import (AUTO_BUDGET, DEFAULT_TILE, crop_budget_for, resolve_adapt_lrs,
+                                           super_resolve_image)
+from mzsr_plugin.models.self_check import describe_fallback
 from mzsr_plugin.noise_estimation import AUTO, NO_JPEG, auto_noise_std, jpeg_quality, photo_degradation
 from mzsr_plugin.precision import resolve_precision
 from mzsr_plugin.utils.figures import kernel_image, save_comparison
@@ -209,7 +211,8 @@ class RunSettings:
         self_ensemble (bool): x8 geometric self-ensemble.
         back_projection (int | None): Back-projection iterations; None: 0 for MZSR, ZSSR's official default.
         tile (int): LR tile size of inference (0: never).
-        crop_budget (int): Most LR pixels adaptation runs on (0: the whole image).
+        crop_budget (str | int): Most LR pixels adaptation runs on (0: the whole image); ``'auto'``: fewer for
+            photos above a size (:func:`~mzsr_plugin.models.adaptation.crop_budget_for`).
         seed (int | None): Seed of the adaptation crops, of ZSSR and of kernel estimation.
         estimator (str): Kernel estimator of ``estimate``.
         estimator_iters (int): KernelGAN iterations.
@@ -233,7 +236,7 @@ class RunSettings:
     self_ensemble: bool = False
     back_projection: int = None
     tile: int = DEFAULT_TILE
-    crop_budget: int = DEFAULT_CROP_BUDGET
+    crop_budget: object = AUTO_BUDGET
     seed: int = None
     estimator: str = DEFAULT_ESTIMATOR
     estimator_iters: int = 1000
@@ -279,8 +282,10 @@ class ImageResult:
     Attributes:
         path (str): The LR image. stem (str): Its name without extension.
         lr (np.ndarray): The LR, (h, w, 3) float32 RGB in [0, 1]. gray (bool): The file was grayscale.
-        sr (np.ndarray): The SR, (h*s, w*s, 3) float RGB in [0, 1]. bicubic (np.ndarray): MATLAB bicubic, same.
+        sr (np.ndarray): The SR, (h*s, w*s, 3) float RGB in [0, 1]. bicubic (np.ndarray): MATLAB bicubic, same,
+            made when first asked for (a 12-megapixel photo's x2 is 0.6 GB that writing the SR does not need).
         sr0 (np.ndarray | None): MZSR before adaptation (``settings.compare`` and steps > 0).
+        adapted_on (list[int] | None): Shape of the batch MZSR adapted on, (n, C, h, w): the LR or its crops.
         kernel (np.ndarray): The kernel used, (k, k). kernel_source (str). downsample (str). scale (int).
         method (str): ``MZSR`` or ``ZSSR``. steps (int): Adaptation steps, or ZSSR iterations run.
         seconds (float): Adaptation + SR (or ZSSR training + SR).
@@ -301,7 +306,6 @@ class ImageResult:
     lr: np.ndarray
     gray: bool
     sr: np.ndarray
-    bicubic: np.ndarray
     kernel: np.ndarray
     kernel_source: str
     downsample: str
@@ -310,6 +314,7 @@ class ImageResult:
     steps: int
     seconds: float
     sr0: np.ndarray = None
+    adapted_on: list = None
     estimated: dict = None
     noise: dict = field(default_factory=dict)
     self_check: dict = None
@@ -318,6 +323,11 @@ class ImageResult:
     metrics: dict = field(default_factory=dict)
     metadata: object = None
     precision: dict = None
+
+    @functools.cached_property
+    def bicubic(self):
+        lr = torch.from_numpy(np.ascontiguousarray(self.lr.transpose(2, 0, 1))).unsqueeze(0)
+        return _to_numpy(imresize_pt(lr, self.scale))
 
 
 def image_metrics(sr_uint8, gt_path, scale, gray):
@@ -367,13 +377,9 @@ def describe_son(noise):
     return ' and '.join(parts) + ' reproduced in the son'
 
 
-def describe_fallback(check):
-    """Why the self-check fell back, for logs."""
-    return f'adaptation did not help on the held-out crops ({scores_text(check)}): the output is {check["choice"]}'
-
-
 def _to_numpy(sr):
-    return sr[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+    """(H, W, C) view of a fresh SR tensor (1, C, H, W), clipped in place: no second copy of a big photo's SR."""
+    return sr[0].clamp_(0, 1).permute(1, 2, 0).cpu().numpy()
 
 
 class TileProgress:
@@ -433,13 +439,21 @@ def run_image(path, choice, settings, net=None, gt_path=None, rng=None, progress
 
     kernel_np, estimated = kernel_for(first_std)
     noise = photo_degradation(
-        img, jpeg_quality(path), kernel_np, scale, downsample, settings.noise, settings.jpeg, seed=settings.seed or 0)
+        img,
+        jpeg_quality(path),
+        kernel_np,
+        scale,
+        downsample,
+        settings.noise,
+        settings.jpeg,
+        seed=settings.seed or 0,
+        colour_std=first_std if settings.noise == AUTO else None)
     if noise['std'] != first_std and choice.estimate:
         kernel_np, estimated = kernel_for(noise['std'])
     lr = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).unsqueeze(0).to(device)
     kernel = torch.from_numpy(kernel_np).to(device)
     tile = settings.tile or None
-    sr0 = None
+    sr0 = adapted_on = None
     if settings.zssr:
         overrides = {'output_flip': True} if settings.self_ensemble else {}
         if settings.back_projection is not None:
@@ -463,8 +477,8 @@ def run_image(path, choice, settings, net=None, gt_path=None, rng=None, progress
         method, steps = 'ZSSR', info['iterations']
     else:
         common = dict(downsample=downsample, self_ensemble=settings.self_ensemble,
-                      back_projection=settings.back_projection or 0, tile=tile, crop_budget=settings.crop_budget,
-                      precision=precision)
+                      back_projection=settings.back_projection or 0, tile=tile,
+                      crop_budget=crop_budget_for(settings.crop_budget, *img.shape[:2]), precision=precision)
         lrs = adaptation_lrs(settings.lr, net, settings.steps, scale, downsample)
         sr, info = super_resolve_image(
             net,
@@ -481,6 +495,7 @@ def run_image(path, choice, settings, net=None, gt_path=None, rng=None, progress
             on_tile=TileProgress(stem) if progress else None,
             **common)
         method, steps = 'MZSR', settings.steps
+        adapted_on = info['adapted_on'] if steps else None
         if settings.compare and steps:
             sr0 = _to_numpy(super_resolve_image(net, lr, kernel, scale, 0, [], **common)[0])
     result = ImageResult(
@@ -489,7 +504,6 @@ def run_image(path, choice, settings, net=None, gt_path=None, rng=None, progress
         img,
         gray,
         _to_numpy(sr),
-        _to_numpy(imresize_pt(lr, scale)),
         kernel_np,
         choice.source,
         downsample,
@@ -498,6 +512,7 @@ def run_image(path, choice, settings, net=None, gt_path=None, rng=None, progress
         steps,
         info['seconds'],
         sr0=sr0,
+        adapted_on=adapted_on,
         estimated=estimated,
         noise=noise,
         self_check=info.get('self_check'),

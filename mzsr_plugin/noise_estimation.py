@@ -41,6 +41,8 @@ NOISE_LIMIT = 15 / 255
 JPEG_LIMIT = 50
 # Fewer pixels a side give too few patches for the estimate.
 MIN_SIDE = 16
+# Rows of patches summed at a time (a band of a 4000-pixel-wide photo: 50 MB).
+PATCH_ROWS = 64
 
 
 def pca_noise_std(channel, patch=7, stride=2):
@@ -54,9 +56,16 @@ def pca_noise_std(channel, patch=7, stride=2):
     Returns:
         float: Noise std, in the units of ``channel``.
     """
-    patches = sliding_window_view(channel, (patch, patch))[::stride, ::stride].reshape(-1, patch * patch)
-    patches = patches - patches.mean(axis=0)
-    eigen = np.sort(np.linalg.eigvalsh(patches.T @ patches / len(patches)))
+    windows = sliding_window_view(channel, (patch, patch))[::stride, ::stride]
+    # The patch matrix of a whole 12-megapixel photo is gigabytes: mean and covariance are summed over bands of it.
+    bands = [slice(top, top + PATCH_ROWS) for top in range(0, windows.shape[0], PATCH_ROWS)]
+    count = windows.shape[0] * windows.shape[1]
+    mean = sum(windows[band].reshape(-1, patch * patch).sum(axis=0) for band in bands) / count
+    covariance = np.zeros((patch * patch, patch * patch))
+    for band in bands:
+        centred = windows[band].reshape(-1, patch * patch) - mean
+        covariance += centred.T @ centred
+    eigen = np.sort(np.linalg.eigvalsh(covariance / count))
     # Drop the largest eigenvalues until the rest look like noise alone: for white noise their mean and median meet.
     for keep in range(len(eigen), 0, -1):
         tail = eigen[:keep]

@@ -2,15 +2,18 @@
 
 The cost model of one photo of h x w LR pixels, at the run's scale, with n adaptation steps::
 
-    seconds = fixed + per_pixel * h * w + n * per_step * adapted
+    seconds = fixed + per_pixel * run + (per_adapted + n * per_step) * adapted
 
-``adapted`` is the LR pixels adaptation runs on (the whole LR, or the crops of the crop budget: what
-:func:`~mzsr_plugin.models.tiling.adaptation_crops` takes); ``per_pixel`` covers all that grows with the photo
-(reading, noise and kernel estimation, the SR at the scale, bicubic, writing), ``fixed`` what does not (a KernelGAN
-estimate). The three rates are measured on this machine once per run (:func:`calibrate`) by running small synthetic
-photos through the run's own path (:func:`~mzsr_plugin.inference.run_image` and
-:func:`~mzsr_plugin.inference.save_outputs` with its settings, network, kernel and file format), so a slower CPU,
-fewer threads or another precision is in the estimate.
+``run`` is the LR pixels the SR runs on (h * w, and the margins of its tiles); ``adapted`` the LR pixels adaptation
+runs on (the whole LR, or the crops of the photo's crop budget: what
+:func:`~mzsr_plugin.models.tiling.adaptation_crops` takes). ``per_pixel`` covers all that grows with the photo
+(reading, noise and kernel estimation, the SR at the scale, writing), ``per_adapted`` what adapting costs once
+(making the son, the self-check), ``fixed`` what does not grow (a KernelGAN estimate). The rates are measured on
+this machine once per run (:func:`calibrate`) by running synthetic photos through the run's own path
+(:func:`~mzsr_plugin.inference.run_image` and :func:`~mzsr_plugin.inference.save_outputs` with its settings,
+network, kernel and file format), so a slower CPU, fewer threads or another precision is in the estimate. The
+larger calibration photo is the size of the work a big photo is cut into (an SR tile, an adaptation crop): rates
+measured on tiny photos, whose per-pixel costs are higher, put a 12-megapixel estimate 45% above its time.
 """
 import dataclasses
 import numpy as np
@@ -20,14 +23,19 @@ from dataclasses import dataclass
 from os import path as osp
 from PIL import Image
 
-from mzsr_plugin.models.adaptation import ADAPT_CROP
+from mzsr_plugin.models.adaptation import ADAPT_CROP, crop_budget_for
+from mzsr_plugin.models.self_check import BICUBIC
+from mzsr_plugin.models.tiling import required_overlap
 from mzsr_plugin.utils.image_io import decode_image
 
-# LR sides of the calibration photos (two sizes separate the fixed cost from the per-pixel one) and its steps.
-CALIBRATION_SIDES = (96, 192)
-CALIBRATION_STEPS = 3
-# Photos with fewer LR pixels take seconds: no estimate is printed (nor calibrated) for a run of only those.
-ESTIMATE_ABOVE = 512 * 512
+# LR sides of the calibration photos: two sizes separate the fixed cost from the per-pixel one; the larger is the
+# size of a big photo's tiles and adaptation crops.
+CALIBRATION_SIDES = (256, 512)
+# Adaptation steps of two calibration runs on the larger photo: their difference is the cost of a step.
+CALIBRATION_STEPS = (1, 3)
+# Photos with fewer LR pixels take less than calibrating does: no estimate is printed (nor calibrated) for a run of
+# only those.
+ESTIMATE_ABOVE = 1024 * 1024
 
 
 @dataclass
@@ -36,24 +44,50 @@ class MachineRate:
 
     Attributes:
         fixed (float): Seconds per photo whatever its size.
-        per_pixel (float): Seconds per LR pixel without adaptation.
+        per_pixel (float): Seconds per LR pixel the SR runs on, without adaptation.
+        per_adapted (float): Seconds per adapted LR pixel, once (son, self-check).
         per_step (float): Seconds per adapted LR pixel and adaptation step.
         calibration_seconds (float): What measuring them took.
     """
     fixed: float
     per_pixel: float
+    per_adapted: float
     per_step: float
     calibration_seconds: float = 0.0
 
-    def seconds(self, height, width, steps, crop_budget):
-        """The expected seconds of one photo of (height, width) LR pixels."""
-        return self.fixed + self.per_pixel * height * width + steps * self.per_step * adapted_pixels(
-            height, width, crop_budget)
+    def seconds(self, height, width, steps, crop_budget, run=None):
+        """The expected seconds of one photo of (height, width) LR pixels.
+
+        Args:
+            height (int): LR height. width (int): LR width.
+            steps (int): Adaptation steps.
+            crop_budget (str | int | None): The run's crop budget (``'auto'`` resolved for this size).
+            run (int | None): LR pixels the SR runs on, tile margins included (:func:`run_pixels`); None: h * w.
+
+        Returns:
+            float: Seconds.
+        """
+        adapted = adapted_pixels(height, width, crop_budget) if steps else 0
+        adapting = (self.per_adapted + steps * self.per_step) * adapted
+        return self.fixed + self.per_pixel * (run or height * width) + adapting
+
+
+def run_pixels(height, width, tile, overlap):
+    """LR pixels a tiled SR runs on: each tile with its margins, clipped at the border (as
+    :func:`~mzsr_plugin.models.tiling.tiled_forward` cuts them); h * w when not tiled."""
+    if not tile or max(height, width) <= tile:
+        return height * width
+
+    def covered(length):
+        return sum(min(start + tile + overlap, length) - max(start - overlap, 0) for start in range(0, length, tile))
+
+    return covered(height) * covered(width)
 
 
 def adapted_pixels(height, width, crop_budget):
     """LR pixels adaptation runs on: the whole LR, or the crops the budget allows (as
-    :func:`~mzsr_plugin.models.tiling.adaptation_crops` cuts them)."""
+    :func:`~mzsr_plugin.models.tiling.adaptation_crops` cuts them; ``'auto'`` resolved for this size)."""
+    crop_budget = crop_budget_for(crop_budget, height, width)
     if not crop_budget or height * width <= crop_budget:
         return height * width
     crop = min(ADAPT_CROP, int(np.sqrt(crop_budget)))
@@ -109,24 +143,33 @@ def calibrate(ext, choice, settings, net, output=None):
     from mzsr_plugin.inference import run_image, save_outputs
     start = time.perf_counter()
     small, large = CALIBRATION_SIDES
+    few, more = CALIBRATION_STEPS
     times = {}
     with tempfile.TemporaryDirectory(prefix='mzsr_calibration_') as folder:
-        # The first run pays one-off costs (allocator, thread pool, estimator weights): a warm-up, not measured.
-        # Each case is then run twice and the faster run kept: the other's excess is the machine's other work.
-        for side, steps in ((small, 0), (small, 0), (small, 0), (large, 0), (large, 0), (large, CALIBRATION_STEPS),
-                            (large, CALIBRATION_STEPS)):
+
+        def measure(side, steps, self_check=settings.self_check):
             path = osp.join(folder, f'calibration_{side}{ext}')
             if not osp.exists(path):
                 _synthetic_photo(path, side)
-            run = dataclasses.replace(settings, steps=steps, crop_budget=0, compare=False)
+            run = dataclasses.replace(settings, steps=steps, crop_budget=0, compare=False, self_check=self_check)
             began = time.perf_counter()
             result = run_image(path, choice, run, net, rng=np.random.default_rng(0))
             save_outputs(result, osp.join(folder, f'out_{side}_{steps}'), output=output)
-            times[side, steps] = min(time.perf_counter() - began, times.get((side, steps), float('inf')))
+            if result.self_check and result.self_check['choice'] == BICUBIC:
+                # The SR was skipped for bicubic: the adapted net's SR, which a photo normally gets, is unmeasured.
+                return measure(side, steps, self_check=False)
+            return time.perf_counter() - began
+
+        # The first run pays one-off costs (allocator, thread pool, estimator weights): a warm-up, not measured.
+        measure(small, 0)
+        times[small, 0] = measure(small, 0)
+        for steps in (0, few, more):
+            times[large, steps] = measure(large, steps)
     per_pixel = max(times[large, 0] - times[small, 0], 0.0) / (large**2 - small**2)
     fixed = max(times[small, 0] - per_pixel * small**2, 0.0)
-    per_step = max(times[large, CALIBRATION_STEPS] - times[large, 0], 0.0) / (CALIBRATION_STEPS * large**2)
-    return MachineRate(fixed, per_pixel, per_step, time.perf_counter() - start)
+    per_step = max(times[large, more] - times[large, few], 0.0) / ((more - few) * large**2)
+    per_adapted = max(times[large, few] - times[large, 0] - few * per_step * large**2, 0.0) / large**2
+    return MachineRate(fixed, per_pixel, per_adapted, per_step, time.perf_counter() - start)
 
 
 def estimate_photos(jobs, settings, net, output=None, rate=None):
@@ -154,7 +197,11 @@ def estimate_photos(jobs, settings, net, output=None, rate=None):
         return None, {}
     path, choice = large[0]
     rate = rate or calibrate(osp.splitext(path)[1].lower(), choice, settings, net, output)
+    # Only a plain conv stack (MZSRNet) is tiled, with the margins its receptive field needs.
+    tile = settings.tile if hasattr(net, 'convs') else 0
+    overlap = required_overlap(len(net.convs), settings.scale) if tile else 0
     return rate, {
-        path: (*sizes[path], rate.seconds(*sizes[path], settings.steps, settings.crop_budget))
+        path: (*sizes[path], rate.seconds(*sizes[path], settings.steps, settings.crop_budget,
+                                          run_pixels(*sizes[path], tile, overlap)))
         for path, _ in large
     }

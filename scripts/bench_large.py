@@ -2,10 +2,11 @@
 """Large photos on CPU: what ``mzsr-sr`` says it will take, what it takes, and its peak memory.
 
 Each case is a synthetic photo of the given megapixels (4:3, a smooth texture with noise, JPEG quality 90, as a
-phone writes) run through ``mzsr-sr --kernel estimate`` with its defaults (tiles of 512, the crop budget, the
-self-check) in a fresh child process, so that the peak resident memory (``ru_maxrss``) is the case's own. The child
-prints one JSON line: the estimate ``mzsr-sr`` printed before the work (``expected_seconds``), the photo's measured
-time (``wall_seconds``: reading to writing), the whole command's (with loading and calibration) and the peak RSS.
+phone writes) run through ``mzsr-sr --kernel estimate`` with its defaults (tiles of 512, the ``auto`` crop budget:
+fewer adapted pixels above 4 LR megapixels, the self-check) in a fresh child process, so that the peak resident
+memory (``ru_maxrss``) is the case's own. The child prints one JSON line: the estimate ``mzsr-sr`` printed before
+the work (``expected_seconds``), the photo's measured time (``wall_seconds``: reading to writing), the whole
+command's (with loading and calibration), the LR pixels adapted on and the peak RSS.
 
     nice -n 10 python scripts/bench_large.py [--megapixels 2 12 24] [--scales 2 4] [--steps 10] [--json out.json]
 """
@@ -46,6 +47,7 @@ def run_case(args):
     import torch
     torch.set_num_threads(args.threads)
     from mzsr_plugin import cli
+    from mzsr_plugin.time_estimate import adapted_pixels
     with tempfile.TemporaryDirectory(prefix='bench_large_') as folder:
         photo = osp.join(folder, f'photo_{args.megapixels[0]:g}mp.jpg')
         write_photo(photo, args.megapixels[0])
@@ -60,6 +62,7 @@ def run_case(args):
     print(json.dumps({
         'megapixels': args.megapixels[0], 'lr_size': row['lr_size'], 'scale': args.scales[0], 'steps': args.steps,
         'expected_seconds': row['expected_seconds'], 'wall_seconds': row['wall_seconds'],
+        'adapted_pixels': adapted_pixels(*photo_shape(args.megapixels[0]), 'auto'),
         'command_seconds': round(command_seconds, 1), 'peak_rss_gib': round(_peak_gib(), 2),
         'threads': args.threads
     }))
@@ -93,7 +96,8 @@ def main():
             r = json.loads(child.stdout.strip().splitlines()[-1])
             results.append(r)
             error = r['wall_seconds'] / r['expected_seconds'] - 1
-            print(f'{megapixels:g} MP ({r["lr_size"]} LR) x{scale}, MZSR({args.steps}): expected '
+            print(f'{megapixels:g} MP ({r["lr_size"]} LR) x{scale}, MZSR({args.steps}) on '
+                  f'{r["adapted_pixels"] / 2**10:.0f}K LR pixels: expected '
                   f'{r["expected_seconds"]:.0f} s, took {r["wall_seconds"]:.0f} s ({error:+.0%}; '
                   f'{"within" if abs(error) <= ESTIMATE_TOLERANCE else "OUTSIDE"} {ESTIMATE_TOLERANCE:.0%}), whole '
                   f'command {r["command_seconds"]:.0f} s, peak RSS {r["peak_rss_gib"]:.2f} GiB '

@@ -173,8 +173,13 @@ def test_the_cost_model_counts_the_crops_adaptation_runs_on():
     assert te.adapted_pixels(300, 300, 1024 * 1024) == 300 * 300  # under the budget: the whole LR
     assert te.adapted_pixels(3000, 4000, 1024 * 1024) == 4 * 512 * 512  # four crops of 512
     assert te.adapted_pixels(3000, 4000, 0) == 3000 * 4000  # no budget
-    rate = te.MachineRate(fixed=2.0, per_pixel=1e-5, per_step=3e-5)
-    assert rate.seconds(3000, 4000, 10, 1024 * 1024) == pytest.approx(2 + 120 + 10 * 3e-5 * 4 * 512 * 512)
+    assert te.adapted_pixels(1500, 1500, 'auto') == 4 * 512 * 512  # 2.25 MP: the default budget
+    assert te.adapted_pixels(3000, 4000, 'auto') == 512 * 512  # 12 MP: the large photos' budget, one crop
+    # Tiles of 512 with margins of 6: 1024 = 2 tiles, each run on 518 rows.
+    assert te.run_pixels(1024, 1024, 512, 6) == 1036 * 1036 and te.run_pixels(500, 500, 512, 6) == 500 * 500
+    rate = te.MachineRate(fixed=2.0, per_pixel=1e-5, per_adapted=2e-5, per_step=3e-5)
+    assert rate.seconds(3000, 4000, 10, 1024 * 1024) == pytest.approx(2 + 120 + (2e-5 + 10 * 3e-5) * 4 * 512 * 512)
+    assert rate.seconds(3000, 4000, 0, 1024 * 1024, run=13e6) == pytest.approx(2 + 130)  # no steps: not adapted
     assert [te.format_seconds(s) for s in (42.4, 400, 3900)] == ['42 s', '6 min 40 s', '1 h 05 min']
 
 

@@ -31,6 +31,29 @@ DEFAULT_TILE = 512
 DEFAULT_CROP_BUDGET = 1024 * 1024
 # Side of the adaptation crops of images above the crop budget (smaller when the budget is).
 ADAPT_CROP = 512
+# Photos above LARGE_PHOTO LR pixels adapt on LARGE_PHOTO_CROP_BUDGET under the ``auto`` budget: the default budget's
+# activations held for backward took a 12-megapixel photo at x2 over 4 GB, and one crop of 512 scored no lower than
+# four (+0.03 and +0.05 dB, g^d_2.0 and an anisotropic kernel, on a 1920x1920 LR mosaic of held-out HQ70 images:
+# scripts/bench_crop_budget.py, docs/photos.md) in a third of the adaptation time.
+LARGE_PHOTO = 4 * 1024 * 1024
+LARGE_PHOTO_CROP_BUDGET = 256 * 1024
+AUTO_BUDGET = 'auto'
+
+
+def crop_budget_for(budget, height, width):
+    """The crop budget of an LR of (height, width) pixels.
+
+    Args:
+        budget (str | int | None): ``'auto'``: :data:`DEFAULT_CROP_BUDGET`, or :data:`LARGE_PHOTO_CROP_BUDGET`
+            above :data:`LARGE_PHOTO` pixels; a number (or None, 0: the whole image) is kept.
+        height (int): LR height. width (int): LR width.
+
+    Returns:
+        int | None: Most LR pixels to adapt on.
+    """
+    if budget != AUTO_BUDGET:
+        return budget
+    return LARGE_PHOTO_CROP_BUDGET if height * width > LARGE_PHOTO else DEFAULT_CROP_BUDGET
 
 
 def default_lr_preset(scale, downsample, multiscale=False):
