@@ -26,6 +26,7 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 from mzsr_plugin.data.kernels import parse_kernel_spec  # noqa: E402
 from mzsr_plugin.evaluation import degraded_case  # noqa: E402
+from mzsr_plugin.utils.image_io import SUPPORTED_FORMATS  # noqa: E402
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CHROMIUM = shutil.which('chromium') or shutil.which('chromium-browser') or shutil.which('google-chrome')
@@ -143,7 +144,7 @@ def test_corrupt_upload_shows_the_command_line_message_and_the_server_keeps_serv
     time.sleep(2)
     browser.find_element(By.ID, 'run_photo').click()
     WebDriverWait(browser, 60).until(lambda d: 'cannot be decoded' in d.page_source)
-    assert 'broken.png cannot be decoded (corrupt, or not a PNG/JPEG/BMP/TIFF image)' in browser.page_source
+    assert f'broken.png cannot be decoded (corrupt, or not a {SUPPORTED_FORMATS} image)' in browser.page_source
     assert 'Traceback' not in browser.page_source
     open_page(browser, url)  # still serving
     assert urllib.request.urlopen(url, timeout=10).status == 200
