@@ -8,7 +8,7 @@ The cost model of one photo of h x w LR pixels, at the run's scale, with n adapt
 runs on (the whole LR, or the crops of the photo's crop budget: what
 :func:`~mzsr_plugin.models.tiling.adaptation_crops` takes). ``per_pixel`` covers all that grows with the photo
 (reading, noise and kernel estimation, the SR at the scale, writing), ``per_adapted`` what adapting costs once
-(making the son, the self-check), ``fixed`` what does not grow (a KernelGAN estimate). The rates are measured on
+(making the son), ``fixed`` what does not grow (a KernelGAN estimate). The rates are measured on
 this machine once per run (:func:`calibrate`) by running synthetic photos through the run's own path
 (:func:`~mzsr_plugin.inference.run_image` and :func:`~mzsr_plugin.inference.save_outputs` with its settings,
 network, kernel and file format), so a slower CPU, fewer threads or another precision is in the estimate. The
@@ -24,14 +24,16 @@ from os import path as osp
 from PIL import Image
 
 from mzsr_plugin.models.adaptation import ADAPT_CROP, crop_budget_for
-from mzsr_plugin.models.self_check import BICUBIC
 from mzsr_plugin.models.tiling import required_overlap
 from mzsr_plugin.utils.image_io import decode_image
 
-# LR sides of the calibration photos: two sizes separate the fixed cost from the per-pixel one; the larger is the
-# size of a big photo's tiles and adaptation crops.
-CALIBRATION_SIDES = (256, 512)
-# Adaptation steps of two calibration runs on the larger photo: their difference is the cost of a step.
+# LR sides of the calibration photos: two sizes separate the fixed cost from the per-pixel one, both above the
+# central crops the noise matching and the kernel estimate read (costs that stop growing: on 256 and 512 they
+# counted per pixel, and 12 and 24 MP estimates came out 13% and 23% high); the smaller is the size of a big photo's
+# tiles and adaptation crops. A warm-up photo of WARM_UP_SIDE first.
+CALIBRATION_SIDES = (512, 768)
+WARM_UP_SIDE = 256
+# Adaptation steps of two calibration runs on the smaller photo: their difference is the cost of a step.
 CALIBRATION_STEPS = (1, 3)
 # Photos with fewer LR pixels take less than calibrating does: no estimate is printed (nor calibrated) for a run of
 # only those.
@@ -45,7 +47,7 @@ class MachineRate:
     Attributes:
         fixed (float): Seconds per photo whatever its size.
         per_pixel (float): Seconds per LR pixel the SR runs on, without adaptation.
-        per_adapted (float): Seconds per adapted LR pixel, once (son, self-check).
+        per_adapted (float): Seconds per adapted LR pixel, once (the son).
         per_step (float): Seconds per adapted LR pixel and adaptation step.
         calibration_seconds (float): What measuring them took.
     """
@@ -147,28 +149,31 @@ def calibrate(ext, choice, settings, net, output=None):
     times = {}
     with tempfile.TemporaryDirectory(prefix='mzsr_calibration_') as folder:
 
-        def measure(side, steps, self_check=settings.self_check):
+        def measure(side, steps):
             path = osp.join(folder, f'calibration_{side}{ext}')
             if not osp.exists(path):
                 _synthetic_photo(path, side)
-            run = dataclasses.replace(settings, steps=steps, crop_budget=0, compare=False, self_check=self_check)
+            # Without the self-check: where it picks bicubic on a synthetic photo the SR is skipped, so runs of 1 and
+            # 3 steps that choose differently do not differ by 2 steps (two calibrations with it measured per-step
+            # rates 50% apart). Its two forward passes over the crops are left out of the estimate.
+            run = dataclasses.replace(settings, steps=steps, crop_budget=0, compare=False, self_check=False)
             began = time.perf_counter()
             result = run_image(path, choice, run, net, rng=np.random.default_rng(0))
             save_outputs(result, osp.join(folder, f'out_{side}_{steps}'), output=output)
-            if result.self_check and result.self_check['choice'] == BICUBIC:
-                # The SR was skipped for bicubic: the adapted net's SR, which a photo normally gets, is unmeasured.
-                return measure(side, steps, self_check=False)
             return time.perf_counter() - began
 
         # The first run pays one-off costs (allocator, thread pool, estimator weights): a warm-up, not measured.
-        measure(small, 0)
-        times[small, 0] = measure(small, 0)
-        for steps in (0, few, more):
-            times[large, steps] = measure(large, steps)
-    per_pixel = max(times[large, 0] - times[small, 0], 0.0) / (large**2 - small**2)
-    fixed = max(times[small, 0] - per_pixel * small**2, 0.0)
-    per_step = max(times[large, more] - times[large, few], 0.0) / ((more - few) * large**2)
-    per_adapted = max(times[large, few] - times[large, 0] - few * per_step * large**2, 0.0) / large**2
+        measure(min(WARM_UP_SIDE, small), 0)
+        for side, steps in ((small, 0), (large, 0), (small, few), (small, more)):
+            times[side, steps] = measure(side, steps)
+    # The SR of the larger photo runs in tiles, with their margins, as a big photo's does.
+    tile = settings.tile if hasattr(net, 'convs') else 0
+    overlap = required_overlap(len(net.convs), settings.scale) if tile else 0
+    run_small, run_large = (run_pixels(side, side, tile, overlap) for side in (small, large))
+    per_pixel = max(times[large, 0] - times[small, 0], 0.0) / (run_large - run_small)
+    fixed = max(times[small, 0] - per_pixel * run_small, 0.0)
+    per_step = max(times[small, more] - times[small, few], 0.0) / ((more - few) * small**2)
+    per_adapted = max(times[small, few] - times[small, 0] - few * per_step * small**2, 0.0) / small**2
     return MachineRate(fixed, per_pixel, per_adapted, per_step, time.perf_counter() - start)
 
 

@@ -93,8 +93,10 @@ def main():
             child = subprocess.run(command, capture_output=True, text=True)
             if child.returncode != 0:
                 sys.exit(f'case {megapixels:g} MP x{scale} failed:\n{child.stderr[-3000:]}')
-            r = json.loads(child.stdout.strip().splitlines()[-1])
+            lines = child.stdout.strip().splitlines()
+            r = json.loads(lines[-1])
             results.append(r)
+            print(*[line for line in lines if line.startswith('mzsr-sr: this machine')], sep='\n')
             error = r['wall_seconds'] / r['expected_seconds'] - 1
             print(f'{megapixels:g} MP ({r["lr_size"]} LR) x{scale}, MZSR({args.steps}) on '
                   f'{r["adapted_pixels"] / 2**10:.0f}K LR pixels: expected '
