@@ -28,9 +28,9 @@ from mzsr_plugin.models.tiling import required_overlap
 from mzsr_plugin.utils.image_io import decode_image
 
 # LR sides of the calibration photos: two sizes separate the fixed cost from the per-pixel one, both above the
-# central crops the noise matching and the kernel estimate read (costs that stop growing: on 256 and 512 they
-# counted per pixel, and 12 and 24 MP estimates came out 13% and 23% high); the smaller is the size of a big photo's
-# tiles and adaptation crops. A warm-up photo of WARM_UP_SIDE first.
+# central crop a JPEG's noise matching reads (MATCH_SIDE, a cost that stops growing; calibrated on 256 and 512, the
+# 12 and 24 MP estimates came out 13% and 23% high); the smaller is the size of a big photo's tiles and adaptation
+# crops. A warm-up photo of WARM_UP_SIDE first.
 CALIBRATION_SIDES = (512, 768)
 WARM_UP_SIDE = 256
 # Adaptation steps of two calibration runs on the smaller photo: their difference is the cost of a step.
