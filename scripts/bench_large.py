@@ -9,8 +9,10 @@ the work (``expected_seconds``), the photo's measured time (``wall_seconds``: re
 command's (with loading and calibration), the LR pixels adapted on and the peak RSS.
 
     nice -n 10 python scripts/bench_large.py [--megapixels 2 12 24] [--scales 2 4] [--steps 10] [--json out.json]
+    python scripts/bench_large.py --megapixels 2 --scales 2 --precision fp32 auto    # side by side (docs/speed.md)
 """
 import argparse
+import itertools
 import json
 import resource
 import subprocess
@@ -53,7 +55,7 @@ def run_case(args):
         write_photo(photo, args.megapixels[0])
         out = osp.join(folder, 'out')
         argv = [photo, '-o', out, '--kernel', 'estimate', '--scale', str(args.scales[0]), '--steps', str(args.steps),
-                '--seed', '0']
+                '--seed', '0', '--precision', args.precision[0]]
         start = time.perf_counter()
         cli.main(argv)
         command_seconds = time.perf_counter() - start
@@ -64,7 +66,7 @@ def run_case(args):
         'expected_seconds': row['expected_seconds'], 'wall_seconds': row['wall_seconds'],
         'adapted_pixels': adapted_pixels(*photo_shape(args.megapixels[0]), 'auto'),
         'command_seconds': round(command_seconds, 1), 'peak_rss_gib': round(_peak_gib(), 2),
-        'threads': args.threads
+        'threads': args.threads, 'precision': args.precision[0]
     }))
 
 
@@ -79,32 +81,38 @@ def main():
     parser.add_argument('--scales', type=int, nargs='+', default=[2, 4], help='SR scales (default: %(default)s)')
     parser.add_argument('--steps', type=int, default=10, help='adaptation steps (default: %(default)s)')
     parser.add_argument('--threads', type=int, default=2, help='torch threads per case (default: %(default)s)')
+    parser.add_argument('--precision', nargs='+', default=['auto'], choices=('auto', 'fp32', 'bf16'),
+                        help='mzsr-sr --precision of each case, side by side (default: auto); the first is the '
+                        'baseline of the speed ratio')
     parser.add_argument('--json', help='also write the results to this file')
     parser.add_argument('--one', action='store_true', help=argparse.SUPPRESS)  # a child: run one case
     args = parser.parse_args()
     if args.one:
         run_case(args)
         return
-    results = []
-    for scale in args.scales:
-        for megapixels in args.megapixels:
-            command = [sys.executable, __file__, '--one', '--megapixels', str(megapixels), '--scales', str(scale),
-                       '--steps', str(args.steps), '--threads', str(args.threads)]
-            child = subprocess.run(command, capture_output=True, text=True)
-            if child.returncode != 0:
-                sys.exit(f'case {megapixels:g} MP x{scale} failed:\n{child.stderr[-3000:]}')
-            lines = child.stdout.strip().splitlines()
-            r = json.loads(lines[-1])
-            results.append(r)
-            print(*[line for line in lines if line.startswith('mzsr-sr: this machine')], sep='\n')
-            error = r['wall_seconds'] / r['expected_seconds'] - 1
-            print(f'{megapixels:g} MP ({r["lr_size"]} LR) x{scale}, MZSR({args.steps}) on '
-                  f'{r["adapted_pixels"] / 2**10:.0f}K LR pixels: expected '
-                  f'{r["expected_seconds"]:.0f} s, took {r["wall_seconds"]:.0f} s ({error:+.0%}; '
-                  f'{"within" if abs(error) <= ESTIMATE_TOLERANCE else "OUTSIDE"} {ESTIMATE_TOLERANCE:.0%}), whole '
-                  f'command {r["command_seconds"]:.0f} s, peak RSS {r["peak_rss_gib"]:.2f} GiB '
-                  f'({"under" if r["peak_rss_gib"] < MEMORY_TARGET_GIB else "OVER"} {MEMORY_TARGET_GIB} GiB)',
-                  flush=True)
+    results, baseline = [], {}
+    for scale, megapixels, precision in itertools.product(args.scales, args.megapixels, args.precision):
+        command = [sys.executable, __file__, '--one', '--megapixels', str(megapixels), '--scales', str(scale),
+                   '--steps', str(args.steps), '--threads', str(args.threads), '--precision', precision]
+        child = subprocess.run(command, capture_output=True, text=True)
+        if child.returncode != 0:
+            sys.exit(f'case {megapixels:g} MP x{scale} failed:\n{child.stderr[-3000:]}')
+        lines = child.stdout.strip().splitlines()
+        r = json.loads(lines[-1])
+        results.append(r)
+        print(*[line for line in lines if line.startswith('mzsr-sr: this machine')], sep='\n')
+        error = r['wall_seconds'] / r['expected_seconds'] - 1
+        key = (scale, megapixels)
+        baseline.setdefault(key, r['wall_seconds'])
+        ratio = baseline[key] / r['wall_seconds']
+        speed = f' ({ratio:.2f}x as fast as {args.precision[0]})' if len(args.precision) > 1 else ''
+        print(f'{megapixels:g} MP ({r["lr_size"]} LR) x{scale}, MZSR({args.steps}), --precision {precision}{speed}, on '
+              f'{r["adapted_pixels"] / 2**10:.0f}K LR pixels: expected '
+              f'{r["expected_seconds"]:.0f} s, took {r["wall_seconds"]:.0f} s ({error:+.0%}; '
+              f'{"within" if abs(error) <= ESTIMATE_TOLERANCE else "OUTSIDE"} {ESTIMATE_TOLERANCE:.0%}), whole '
+              f'command {r["command_seconds"]:.0f} s, peak RSS {r["peak_rss_gib"]:.2f} GiB '
+              f'({"under" if r["peak_rss_gib"] < MEMORY_TARGET_GIB else "OVER"} {MEMORY_TARGET_GIB} GiB)',
+              flush=True)
     print(f'{args.threads} torch thread(s)')
     if args.json:
         with open(args.json, 'w') as f:

@@ -17,13 +17,13 @@ PAGES_CHECKED = ['README.md', CARD] + sorted(osp.relpath(p, ROOT) for p in glob.
 LINK = re.compile(r'!?\[[^\]]*\]\(([^)\s]+)\)')
 MARKER = re.compile(r'<!-- (/?)([a-z_]+(?::[a-z0-9_]+)?) -->')
 # Blocks a script writes: README / docs blocks of tools/campaign_report (PAGES), the model card's per model, and the
-# printouts pasted from bench_kernel.py, gallery_real.py, bench_photos.py, bench_adapt.py and bench_meta.py (their
+# printouts pasted from bench_kernel.py, gallery_real.py, bench_photos.py and bench_adapt/meta/large.py (their
 # commands stand beside them).
 CARD_BLOCKS = ['standing', 'summary:x2_direct'] + [f'{part}:{kind}' for kind in CAMPAIGN_KINDS
                                                    for part in ('campaign', 'measured')]
 PRINTOUT_BLOCKS = {'bench:gaussian': 'docs/blind_mode.md', 'bench:div2krk': 'docs/blind_mode.md',
                    'gallery': 'docs/blind_mode.md', 'bench:photos': 'docs/photos.md', 'speed:adapt': 'docs/speed.md',
-                   'speed:meta': 'docs/speed.md'}
+                   'speed:meta': 'docs/speed.md', 'speed:large': 'docs/speed.md'}
 
 
 def _read(page):
