@@ -92,11 +92,6 @@ def check_size(path, max_pixels):
     return img
 
 
-def _precision_text(record):
-    """``fp32 channels_last (auto: CPU without AMX / AVX512-BF16)``: what ran, as metrics.json records it."""
-    return f'{record["precision"]} {record["memory_format"]} ({record["requested"]}: {record["reason"]})'
-
-
 def super_resolve_photo(image, kernel_spec, kernel_file, scale, steps, weights, zssr, work_dir,
                         max_pixels=DEFAULT_MAX_PIXELS, output=None, announce=None):
     """Your-photo tab: one image through :func:`mzsr_plugin.inference.run_image`, as ``mzsr-sr`` runs it.
@@ -158,7 +153,7 @@ def super_resolve_photo(image, kernel_spec, kernel_file, scale, steps, weights, 
     took = f', expected {format_seconds(expected)}' if expected else ''
     info = (f'**{method}** on {osp.basename(image)}: LR {w}x{h} → SR {w * settings.scale}x{h * settings.scale}, '
             f'kernel {result.kernel_source} ({result.downsample} x{settings.scale}){model}; {result.seconds:.2f} s '
-            f'for SR ({seconds:.2f} s in all{took}), {_precision_text(result.precision)}')
+            f'for SR ({seconds:.2f} s in all{took}), precision {result.precision}')
     carried = result.metadata.describe() if result.metadata else ''
     info += f'\n\nWritten as {output.ext.upper()}' + (f' with the photo\'s {carried}' if carried else '')
     if result.noise['std'] > 0 or result.noise['son_jpeg']:

@@ -299,7 +299,8 @@ class ImageResult:
         gt_path (str | None), gt (np.ndarray | None): Ground truth (uint8 RGB, mod-cropped).
         metrics (dict): ``psnr``, ``ssim``, ``psnr_bicubic``, ``ssim_bicubic``, ``psnr0`` (with GT).
         metadata (PhotoMetadata | None): The photo's colour profile and EXIF, carried to the output.
-        precision (dict | None): What ran (:meth:`~mzsr_plugin.precision.Precision.record`).
+        precision (Precision | None): What ran (:class:`~mzsr_plugin.precision.Precision`: ``str()`` for people,
+            ``record()`` for metrics.json).
     """
     path: str
     stem: str
@@ -322,7 +323,7 @@ class ImageResult:
     gt: np.ndarray = None
     metrics: dict = field(default_factory=dict)
     metadata: object = None
-    precision: dict = None
+    precision: object = None
 
     @functools.cached_property
     def bicubic(self):
@@ -518,7 +519,7 @@ def run_image(path, choice, settings, net=None, gt_path=None, rng=None, progress
         self_check=info.get('self_check'),
         gt_path=gt_path,
         metadata=metadata,
-        precision=precision.record())
+        precision=precision)
     if gt_path:
         m = result.metrics
         m['psnr'], m['ssim'], result.gt = image_metrics(to_uint8(result.sr, gray), gt_path, scale, gray)
