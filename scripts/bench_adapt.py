@@ -35,7 +35,7 @@ from mzsr_plugin.metrics.official_metric import calculate_mzsr_psnr
 from mzsr_plugin.models.adaptation import at_scale, make_son, resolve_adapt_lrs, super_resolve_image
 from mzsr_plugin.models.cuda_graphs import GraphedAdaptation
 from mzsr_plugin.models.inner_loop import detached_params, sgd_step
-from mzsr_plugin.precision import FP32_REFERENCE, Precision, hardware_line
+from mzsr_plugin.precision import FP32_REFERENCE, Precision, hardware_line, resolve_precision
 from mzsr_plugin.utils.matlab_resize import imresize_pt
 from mzsr_plugin.utils.progress import progress
 from mzsr_plugin.zssr import zssr_super_resolve
@@ -85,8 +85,8 @@ def precision_variants(device):
     device_type = torch.device(device).type
     return [('fp32 NCHW (reference)', FP32_REFERENCE, False),
             ('fp32 channels_last', Precision('fp32', True, 'fp32', 'bench', device_type), False),
-            ('bf16 steps, fp32 SR (bf16)', Precision('bf16', True, 'bf16', 'bench', device_type), False),
-            ('bf16 steps and SR', Precision('bf16', True, 'bf16', 'bench', device_type), True)]
+            ('bf16 steps, fp32 SR (bf16)', resolve_precision('bf16', device), False),
+            ('bf16 steps and SR', resolve_precision('bf16', device), True)]
 
 
 def precision_table(net, images, device, steps_list=(1, 10), repeats=2):

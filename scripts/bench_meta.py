@@ -28,7 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from mzsr_plugin.archs.mzsr_arch import MZSRNet
 from mzsr_plugin.models.cuda_graphs import GraphedMetaUpdate
 from mzsr_plugin.models.meta_learning import meta_gradients_batched, meta_gradients_loop, multi_step_loss_weights
-from mzsr_plugin.precision import Precision, hardware_line
+from mzsr_plugin.precision import Precision, hardware_line, resolve_precision
 from mzsr_plugin.utils.matlab_resize import imresize_pt
 
 
@@ -171,7 +171,7 @@ def main():
     if args.precision:
         policies = {
             'channels_last': Precision('fp32', True, 'fp32', 'bench', device.type),
-            'bf16': Precision('bf16', True, 'bf16', 'bench', device.type)
+            'bf16': resolve_precision('bf16', device)
         }
         for order, second in (('2nd', True), ('1st', False)):
             for label, policy in policies.items():

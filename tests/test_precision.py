@@ -21,7 +21,7 @@ from mzsr_plugin.precision import FP32_REFERENCE, Precision, resolve_precision
 from test_meta_model import meta_opt
 
 CHANNELS_LAST = Precision('fp32', True, 'fp32', 'test')
-BF16 = Precision('bf16', True, 'bf16', 'test')
+BF16 = resolve_precision('bf16', 'cpu')
 LRS = [2e-2, 1e-2, 1e-2]
 
 
