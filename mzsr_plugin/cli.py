@@ -29,8 +29,8 @@ from mzsr_plugin.inference import (AUTO, KERNEL_HELP, NO_JPEG, ModelRecordWarnin
                                    load_network, output_name, resolve_kernel, run_image, save_outputs)
 from mzsr_plugin.kernel_estimation import DEFAULT_ESTIMATOR, ESTIMATORS
 from mzsr_plugin.model_zoo import MODEL_ZOO
-from mzsr_plugin.models.adaptation import (ADAPT_LR_PRESETS, AUTO_BUDGET, DEFAULT_CROP_BUDGET, DEFAULT_TILE,
-                                           LARGE_PHOTO, LARGE_PHOTO_CROP_BUDGET)
+from mzsr_plugin.models.adaptation import (ADAPT_LR_PRESETS, AUTO_BUDGET, AUTO_TILE, DEFAULT_CROP_BUDGET, LARGE_PHOTO,
+                                           LARGE_PHOTO_CROP_BUDGET, SR_TILE)
 from mzsr_plugin.option_schema import LR_SPEC, VAL_ADAPT
 from mzsr_plugin.precision import PRECISIONS, resolve_precision
 from mzsr_plugin.time_estimate import estimate_photos, format_seconds
@@ -121,9 +121,11 @@ def build_parser():
         '(official given-kernel config)')
     parser.add_argument(
         '--tile',
-        type=int,
-        default=DEFAULT_TILE,
-        help='LR tile size for inference of larger images (0: never tile; default: %(default)s)')
+        type=tile_arg,
+        default=AUTO_TILE,
+        metavar='PIXELS',
+        help=f'LR tile size for inference of larger images (0: never tile; default: auto, the LR tile whose SR is '
+        f'{SR_TILE} pixels a side: {SR_TILE // 2} at x2, {SR_TILE // 4} at x4)')
     parser.add_argument(
         '--crop-budget',
         type=crop_budget_arg,
@@ -173,6 +175,16 @@ def build_parser():
         help='adapt on the whole LR and always output the adapted net; by default an eighth of the LR is held out '
         'and the output falls back to bicubic or MZSR(0) when adaptation does not score best on it')
     return parser
+
+
+def tile_arg(text):
+    """``--tile``: ``auto`` or a whole number (checked against ``val.adapt.tile`` in _plan)."""
+    if text == AUTO_TILE:
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected auto or a whole number of LR pixels, got {text!r}') from None
 
 
 def crop_budget_arg(text):
@@ -232,7 +244,7 @@ def _plan(args, parser):
     for flag, key in FLAG_KEYS.items():
         value = getattr(args, flag.lstrip('-').replace('-', '_'))
         check = VAL_ADAPT.key(key).check
-        if value is not None and value != AUTO_BUDGET and not check.ok(value):
+        if value is not None and value not in (AUTO_BUDGET, AUTO_TILE) and not check.ok(value):
             parser.error(f'{flag} must be {check.expected}; got {value!r}')
     if args.kernel == 'estimate' and args.downsample == 'bicubic':
         parser.error('--kernel estimate models direct sub-sampling; drop --downsample bicubic')

@@ -28,8 +28,8 @@ from mzsr_plugin.kernel_estimation import DEFAULT_ESTIMATOR, estimate_kernel
 from mzsr_plugin.metrics.official_metric import calculate_mzsr_psnr, calculate_mzsr_ssim
 from mzsr_plugin.model_zoo import (MODEL_ZOO, ModelRecordWarning, check_record, record_is_multiscale, weights_record,
                                    zoo_model_for)
-from mzsr_plugin.models.adaptation import (AUTO_BUDGET, DEFAULT_TILE, crop_budget_for, resolve_adapt_lrs,
-                                           super_resolve_image)
+from mzsr_plugin.models.adaptation import (AUTO_BUDGET, AUTO_TILE, crop_budget_for, resolve_adapt_lrs,
+                                           super_resolve_image, tile_for)
 from mzsr_plugin.models.self_check import describe_fallback
 from mzsr_plugin.noise_estimation import AUTO, NO_JPEG, auto_noise_std, jpeg_quality, photo_degradation
 from mzsr_plugin.precision import resolve_precision
@@ -210,7 +210,8 @@ class RunSettings:
         zssr_iters (int): ZSSR iteration cap.
         self_ensemble (bool): x8 geometric self-ensemble.
         back_projection (int | None): Back-projection iterations; None: 0 for MZSR, ZSSR's official default.
-        tile (int): LR tile size of inference (0: never).
+        tile (str | int): LR tile size of inference (0: never); ``'auto'``: the same SR tile at every scale (512 LR
+            pixels at x2, 256 at x4).
         crop_budget (str | int): Most LR pixels adaptation runs on (0: the whole image); ``'auto'``: fewer for
             photos above a size (:func:`~mzsr_plugin.models.adaptation.crop_budget_for`).
         seed (int | None): Seed of the adaptation crops, of ZSSR and of kernel estimation.
@@ -235,7 +236,7 @@ class RunSettings:
     zssr_iters: int = ZSSR_DEFAULTS['max_iters']
     self_ensemble: bool = False
     back_projection: int = None
-    tile: int = DEFAULT_TILE
+    tile: object = AUTO_TILE
     crop_budget: object = AUTO_BUDGET
     seed: int = None
     estimator: str = DEFAULT_ESTIMATOR
@@ -453,7 +454,7 @@ def run_image(path, choice, settings, net=None, gt_path=None, rng=None, progress
         kernel_np, estimated = kernel_for(noise['std'])
     lr = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).unsqueeze(0).to(device)
     kernel = torch.from_numpy(kernel_np).to(device)
-    tile = settings.tile or None
+    tile = tile_for(settings.tile, scale)
     sr0 = adapted_on = None
     if settings.zssr:
         overrides = {'output_flip': True} if settings.self_ensemble else {}

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from os import path as osp
 from PIL import Image
 
-from mzsr_plugin.models.adaptation import ADAPT_CROP, crop_budget_for
+from mzsr_plugin.models.adaptation import ADAPT_CROP, crop_budget_for, tile_for
 from mzsr_plugin.models.tiling import required_overlap
 from mzsr_plugin.utils.image_io import decode_image
 
@@ -167,7 +167,7 @@ def calibrate(ext, choice, settings, net, output=None):
         for side, steps in ((small, 0), (large, 0), (small, few), (small, more)):
             times[side, steps] = measure(side, steps)
     # The SR of the larger photo runs in tiles, with their margins, as a big photo's does.
-    tile = settings.tile if hasattr(net, 'convs') else 0
+    tile = tile_for(settings.tile, settings.scale) if hasattr(net, 'convs') else None
     overlap = required_overlap(len(net.convs), settings.scale) if tile else 0
     run_small, run_large = (run_pixels(side, side, tile, overlap) for side in (small, large))
     per_pixel = max(times[large, 0] - times[small, 0], 0.0) / (run_large - run_small)
@@ -203,7 +203,7 @@ def estimate_photos(jobs, settings, net, output=None, rate=None):
     path, choice = large[0]
     rate = rate or calibrate(osp.splitext(path)[1].lower(), choice, settings, net, output)
     # Only a plain conv stack (MZSRNet) is tiled, with the margins its receptive field needs.
-    tile = settings.tile if hasattr(net, 'convs') else 0
+    tile = tile_for(settings.tile, settings.scale) if hasattr(net, 'convs') else None
     overlap = required_overlap(len(net.convs), settings.scale) if tile else 0
     return rate, {
         path: (*sizes[path], rate.seconds(*sizes[path], settings.steps, settings.crop_budget,

@@ -10,6 +10,7 @@ from mzsr_plugin import cli, noise_estimation
 from mzsr_plugin.archs.mzsr_arch import MZSRNet
 from mzsr_plugin.inference import RunSettings, resolve_kernel, run_image
 from mzsr_plugin.models import adaptation
+from mzsr_plugin.models.tiling import tiled_forward
 from mzsr_plugin.utils.matlab_resize import imresize_pt
 
 pytestmark = pytest.mark.usefixtures('one_thread')
@@ -68,12 +69,34 @@ def test_the_bicubic_is_made_only_when_asked_and_is_the_same(photo, net):
     assert 0 <= result.sr.min() and result.sr.max() <= 1
 
 
+@pytest.mark.parametrize('flag', ['--crop-budget', '--tile'])
 @pytest.mark.parametrize('value, message', [('lots', 'expected auto or a whole number'), ('-5', 'must be')])
-def test_a_bad_crop_budget_is_named(tmp_path, photo, value, message, capsys):
+def test_a_bad_crop_budget_or_tile_is_named(tmp_path, photo, flag, value, message, capsys):
     with pytest.raises(SystemExit):
-        cli.main([photo, '-o', str(tmp_path / 'out'), '--kernel', 'g_d_2.0', '--crop-budget', value])
+        cli.main([photo, '-o', str(tmp_path / 'out'), '--kernel', 'g_d_2.0', flag, value])
     err = capsys.readouterr().err
-    assert '--crop-budget' in err and message in err
+    assert flag in err and message in err
+    assert not (tmp_path / 'out').exists()
+
+
+def test_the_auto_tile_is_the_same_sr_tile_at_every_scale(photo, net, monkeypatch):
+    assert adaptation.tile_for('auto', 2) == 512 and adaptation.tile_for('auto', 4) == 256
+    assert adaptation.tile_for(0, 4) is None and adaptation.tile_for(None, 2) is None
+    assert adaptation.tile_for(100, 4) == 100
+    tiles = []
+
+    def spy(fn, lr, scale, tile, overlap, on_tile=None):
+        tiles.append((scale, tile, overlap))
+        return tiled_forward(fn, lr, scale, tile, overlap, on_tile)
+
+    monkeypatch.setattr(adaptation, 'tiled_forward', spy)
+    monkeypatch.setattr(adaptation, 'SR_TILE', 64)  # 32 LR pixels at x2, 16 at x4: the 40x48 photo is tiled
+    sr = {scale: run(photo, net, scale=scale, crop_budget=0).sr for scale in (2, 4)}
+    assert tiles == [(2, 32, 4), (4, 16, 3)]  # 3 convs: ceil(3 / scale) + 2 LR pixels of margin
+    untiled = {scale: run(photo, net, scale=scale, crop_budget=0, tile=0).sr for scale in (2, 4)}
+    assert len(tiles) == 2  # tile 0: no tiling
+    for scale in (2, 4):  # exact: the margins hold all that each SR pixel reads
+        np.testing.assert_allclose(sr[scale], untiled[scale], atol=1e-6)
 
 
 def test_the_noise_reading_summed_in_bands_is_the_whole_patch_matrix_s(monkeypatch):

@@ -28,6 +28,11 @@ ADAPT_LR_PRESETS = {
 
 
 DEFAULT_TILE = 512
+# Under ``--tile auto`` the LR tile is the one whose SR is SR_TILE pixels a side, whatever the scale: a 512 LR tile at
+# x4 is a 2048² SR tile, one 64-channel float32 map of it 1 GiB, and those maps set the peak memory of an x4 run
+# (docs/photos.md). Its margins are a few LR pixels (tiling.required_overlap), so a smaller tile costs little time.
+SR_TILE = 2 * DEFAULT_TILE
+AUTO_TILE = 'auto'
 DEFAULT_CROP_BUDGET = 1024 * 1024
 # Side of the adaptation crops of images above the crop budget (smaller when the budget is).
 ADAPT_CROP = 512
@@ -38,6 +43,22 @@ ADAPT_CROP = 512
 LARGE_PHOTO = 4 * 1024 * 1024
 LARGE_PHOTO_CROP_BUDGET = 256 * 1024
 AUTO_BUDGET = 'auto'
+
+
+def tile_for(tile, scale):
+    """The LR tile size of a run.
+
+    Args:
+        tile (str | int | None): ``'auto'``: ``SR_TILE // scale`` (512 at x2, 256 at x4); 0 or None: never tile;
+            a number is kept.
+        scale (int): SR scale.
+
+    Returns:
+        int | None: LR tile size, or None for no tiling.
+    """
+    if tile == AUTO_TILE:
+        return SR_TILE // int(scale)
+    return tile or None
 
 
 def crop_budget_for(budget, height, width):
