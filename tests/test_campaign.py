@@ -548,3 +548,29 @@ def test_data_loader_workers_feed_the_same_campaign(data, tmp_path):
     run.run(10, max_iters=3)
     assert run.state['meta_iter'] == 3
     assert [e['meta_iter'] for e in load_history(str(tmp_path / 'workers'))] == [0, 3]
+
+
+def test_compare_runs_each_recipe_once_per_precision(data, tmp_path):
+    val = tmp_path / 'val'
+    write_images(str(val), len(SELECTION_PLAN), 256, 256, seed=3)
+    out = tmp_path / 'precisions.json'
+    cli = [sys.executable, '-m', 'mzsr_plugin.campaign.cli', 'compare', '--model', 'x2_direct', '--train-dir',
+           str(data / 'train'), '--val-dir', str(val), '--device', 'cpu', '--work-dir', str(tmp_path / 'work'),
+           '--init', str(data / 'init.pth'), '--recipes', 'official', '--minutes', '5', '--max-iters', '2']
+    sets = [arg for key, value in TINY.items() for arg in ('--set', f'{key}={value}')]
+    bad = subprocess.run(cli + sets + ['--precisions', 'fp32,fp16', '--out', str(out)], capture_output=True,
+                         text=True, timeout=120, cwd=ROOT)
+    assert bad.returncode != 0 and "--precisions: unknown ['fp16']; known: auto, fp32, bf16" in bad.stderr
+    assert not out.exists()
+    run = subprocess.run(cli + sets + ['--precisions', 'fp32,bf16', '--out', str(out)], capture_output=True,
+                         text=True, timeout=600, cwd=ROOT)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    results = json.loads(out.read_text())['results']
+    assert list(results) == ['official @fp32', 'official @bf16']
+    for precision, layout in (('fp32', 'contiguous'), ('bf16', 'channels_last')):
+        result = results[f'official @{precision}']
+        assert result['overrides'] == dict(RECIPES['official'], **{'train.precision': precision})
+        # What the trial's model ran, from its own history: the override reached MetaSRModel.
+        assert (result['precision']['precision'], result['precision']['memory_format']) == (precision, layout)
+        assert result['meta_iters'] == 2
+    assert 'iters/h' in run.stdout and 'official @bf16' in run.stdout

@@ -44,8 +44,8 @@ def test_the_wheel_holds_the_package_not_the_repository_tooling(wheel):
     assert [n for n in names if n.startswith(('tools/', 'scripts/', 'tests/'))] == []
     assert [n for n in names if osp.basename(n) in ('report.py', 'zoo_tables.py', 'measure.py')] == []
     assert [n for n in names if '/campaign/' in n and not n.startswith('mzsr_plugin/campaign/')] == []
-    assert [n for n in names if n.endswith(('state.pth', 'history.jsonl', 'recipes.json', 'init_comparison.json'))] \
-        == []
+    records = ('state.pth', 'history.jsonl', 'recipes.json', 'precisions.json', 'init_comparison.json')
+    assert [n for n in names if n.endswith(records)] == []
 
 
 def test_every_console_script_starts_from_the_installed_wheel(wheel, installed_wheel, tmp_path):

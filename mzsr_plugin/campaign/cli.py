@@ -6,7 +6,8 @@ Subcommands (``--model`` is one of x2_direct, x2_bicubic, x4_direct, multiscale)
   checkpointing atomically, evaluating on the held-out selection set and replacing the shipped weights only when
   the selection score improves. A new campaign pretrains (stage 1) unless ``--init`` gives weights to start from.
 - ``compare``: run several recipes for a few minutes each from the same weights, side by side, and record the
-  held-out PSNR each reached per CPU-hour (``recipes.json``), without touching the shipped weights.
+  held-out PSNR each reached per CPU-hour (``recipes.json``), without touching the shipped weights; with
+  ``--precisions fp32,bf16`` each recipe once per meta-training precision (``precisions.json``).
 - ``compare-init``: run the same recipe from several starting weights side by side (``--init NAME=WEIGHTS``, twice
   or more), evaluating every ``--eval-minutes``, and record each start's selection-score trajectory and the one
   ahead at the end (``init_comparison.json``, rendered in the model card), without touching the shipped weights.
@@ -42,6 +43,7 @@ from os import path as osp
 from mzsr_plugin.campaign.kinds import CAMPAIGN_KINDS, RECIPES, ROOT, campaign_dir
 from mzsr_plugin.campaign.runner import Campaign, default_ship_path, load_history
 from mzsr_plugin.campaign.selection import families, family_title
+from mzsr_plugin.precision import PRECISIONS
 
 # A source checkout holds the benchmark scripts, the committed campaign state and the shared data beside it.
 CHECKOUT = osp.isfile(osp.join(ROOT, 'scripts', 'bench_table2.py'))
@@ -113,6 +115,11 @@ def build_parser():
     compare.add_argument('--minutes', type=float, default=8.0, help='budget per recipe')
     compare.add_argument('--parallel', type=int, default=2, help='recipes run at once (one CPU thread each on CPU)')
     compare.add_argument('--init', help='weights every recipe starts from (default: the shipped weights)')
+    compare.add_argument('--precisions', help='comma-separated train.precision values (auto, fp32, bf16): each '
+                         'recipe runs once per value, recorded in precisions.json instead of recipes.json')
+    compare.add_argument('--out', help='the record (default: recipes.json or precisions.json of the committed '
+                         'campaign folder)')
+    compare.add_argument('--max-iters', type=int, help='stop each recipe after this many iterations (smoke tests)')
     inits = sub.add_parser('compare-init', help='short side-by-side campaigns of one recipe from several starts')
     add_common(inits)
     inits.add_argument('--init', action='append', default=[], metavar='NAME=WEIGHTS', dest='inits',
@@ -200,21 +207,34 @@ def run_compare(args):
     unknown = sorted(set(recipes) - set(RECIPES))
     if unknown:
         raise SystemExit(f'--recipes: unknown {unknown}; known: {sorted(RECIPES)}')
+    precisions = args.precisions.split(',') if args.precisions else [None]
+    unknown = sorted(set(precisions) - set(PRECISIONS) - {None})
+    if unknown:
+        raise SystemExit(f'--precisions: unknown {unknown}; known: {", ".join(PRECISIONS)}')
     init = args.init or default_ship_path(args.model)
+    trials, overrides = {}, {}
+    for recipe in recipes:
+        for precision in precisions:
+            name = recipe if precision is None else f'{recipe} @{precision}'
+            trials[name] = ['--recipe', recipe, '--init', init]
+            overrides[name] = dict(RECIPES[recipe])
+            if precision is not None:
+                trials[name] += ['--set', f'meta:train.precision={precision}']
+                overrides[name]['train.precision'] = precision
     # Evaluations only at the start and the end: the budget goes to training.
-    histories, threads = run_side_by_side(args, {r: ['--recipe', r, '--init', init] for r in recipes},
-                                          args.minutes * 2)
+    histories, threads = run_side_by_side(args, trials, args.minutes * 2, args.max_iters)
     results = {}
-    for recipe, history in histories.items():
+    for name, history in histories.items():
         start, end = history[0], history[-1]
-        results[recipe] = {
-            'overrides': RECIPES[recipe], 'meta_iters': end['meta_iter'], 'train_hours': end['train_hours'],
+        results[name] = {
+            'overrides': overrides[name], 'precision': end.get('precision'),
+            'meta_iters': end['meta_iter'], 'train_hours': end['train_hours'],
             'machine': end['machine'], 'threads': threads, 'start': start['families'], 'end': end['families'],
             'score_start': start['score'], 'score_end': end['score'],
             'score_gain_per_hour': (end['score'] - start['score']) / max(end['train_hours'], 1e-9)
         }
     print_comparison(results)
-    out = osp.join(campaign_dir(args.model), 'recipes.json')
+    out = args.out or osp.join(campaign_dir(args.model), 'precisions.json' if args.precisions else 'recipes.json')
     os.makedirs(osp.dirname(out), exist_ok=True)
     with open(out, 'w') as f:
         json.dump({'minutes_each': args.minutes, 'parallel': args.parallel, 'init': osp.relpath(init, ROOT),
@@ -291,11 +311,12 @@ def print_comparison(results):
         return
     names = families([{'families': r['end']} for r in results.values()])
     header = '  '.join(f'{family_title(f) + " 0/1/10":>20}' for f in names)
-    print(f'\n{"recipe":<24} {"iters":>6} {"hours":>6}  {header}  {"score":>7}  {"dB/h":>6}')
+    print(f'\n{"recipe":<24} {"iters":>6} {"hours":>6} {"iters/h":>7}  {header}  {"score":>7}  {"dB/h":>6}')
     for recipe, r in results.items():
         cells = ['/'.join(f'{r["end"][fam][s]:.2f}' for s in ('0', '1', '10')) for fam in names]
-        print(f'{recipe:<24} {r["meta_iters"]:>6} {r["train_hours"]:>6.3f}  ' + '  '.join(f'{c:>20}' for c in cells) +
-              f'  {r["score_end"]:>7.3f}  {r["score_gain_per_hour"]:>6.2f}')
+        rate = r['meta_iters'] / max(r['train_hours'], 1e-9)
+        print(f'{recipe:<24} {r["meta_iters"]:>6} {r["train_hours"]:>6.3f} {rate:>7.0f}  ' +
+              '  '.join(f'{c:>20}' for c in cells) + f'  {r["score_end"]:>7.3f}  {r["score_gain_per_hour"]:>6.2f}')
 
 
 # Subcommand -> what runs it (``scripts/train_weights.py`` adds ``report`` in a checkout).

@@ -293,6 +293,7 @@ class Campaign:
             'pretrain_iter': self.state['pretrain_iter'], 'train_hours': self.state['train_seconds'] / 3600,
             'machine': machine_label(self.device), 'time': time.strftime('%Y-%m-%dT%H:%M:%S'),
             'eval_seconds': time.perf_counter() - start, 'shipped': shipped, 'overrides': dict(self.overrides),
+            'precision': self.model.train_precision.record(),
             'inner_lr_mean': float(np.mean([np.mean(list(d.values())) for d in net.inner_lrs]))
             if net.inner_lrs else None, **result
         }
