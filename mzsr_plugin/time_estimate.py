@@ -33,8 +33,13 @@ from mzsr_plugin.utils.image_io import decode_image
 # crops. A warm-up photo of WARM_UP_SIDE first.
 CALIBRATION_SIDES = (512, 768)
 WARM_UP_SIDE = 256
-# Adaptation steps of two calibration runs on the smaller photo: their difference is the cost of a step.
-CALIBRATION_STEPS = (1, 3)
+# Adaptation steps of two calibration runs on the smaller photo: their difference is the cost of a step. Four steps
+# apart: with two, the per-step rates of two calibrations on one machine differed by 30% (5.3 and 7.0 s per
+# adapted megapixel and step, bf16), a difference of a few seconds between two runs being all they measure.
+CALIBRATION_STEPS = (1, 5)
+# The self-check's two forward passes over the adapted pixels (models/self_check.py), in steps: a step is a forward
+# and a backward pass, about three forwards. The calibration runs go without it (see calibrate), so it is added.
+SELF_CHECK_STEPS = 2 / 3
 # Photos with fewer LR pixels take less than calibrating does: no estimate is printed (nor calibrated) for a run of
 # only those.
 ESTIMATE_ABOVE = 1024 * 1024
@@ -57,7 +62,7 @@ class MachineRate:
     per_step: float
     calibration_seconds: float = 0.0
 
-    def seconds(self, height, width, steps, crop_budget, run=None):
+    def seconds(self, height, width, steps, crop_budget, run=None, self_check=False):
         """The expected seconds of one photo of (height, width) LR pixels.
 
         Args:
@@ -65,11 +70,13 @@ class MachineRate:
             steps (int): Adaptation steps.
             crop_budget (str | int | None): The run's crop budget (``'auto'`` resolved for this size).
             run (int | None): LR pixels the SR runs on, tile margins included (:func:`run_pixels`); None: h * w.
+            self_check (bool): The run checks adaptation on held-out blocks (:data:`SELF_CHECK_STEPS` more).
 
         Returns:
             float: Seconds.
         """
         adapted = adapted_pixels(height, width, crop_budget) if steps else 0
+        steps = steps + (SELF_CHECK_STEPS if self_check and steps else 0)
         adapting = (self.per_adapted + steps * self.per_step) * adapted
         return self.fixed + self.per_pixel * (run or height * width) + adapting
 
@@ -154,7 +161,7 @@ def calibrate(ext, choice, settings, net, output=None):
             if not osp.exists(path):
                 _synthetic_photo(path, side)
             # Without the self-check: where it picks bicubic on a synthetic photo the SR is skipped, so runs of 1 and
-            # 3 steps that choose differently do not differ by 2 steps (two calibrations with it measured per-step
+            # 5 steps that choose differently do not differ by 4 steps (two calibrations with it measured per-step
             # rates 50% apart). Its two forward passes over the crops are left out of the estimate.
             run = dataclasses.replace(settings, steps=steps, crop_budget=0, compare=False, self_check=False)
             began = time.perf_counter()
@@ -207,6 +214,6 @@ def estimate_photos(jobs, settings, net, output=None, rate=None):
     overlap = required_overlap(len(net.convs), settings.scale) if tile else 0
     return rate, {
         path: (*sizes[path], rate.seconds(*sizes[path], settings.steps, settings.crop_budget,
-                                          run_pixels(*sizes[path], tile, overlap)))
+                                          run_pixels(*sizes[path], tile, overlap), settings.self_check))
         for path, _ in large
     }

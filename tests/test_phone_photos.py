@@ -180,6 +180,10 @@ def test_the_cost_model_counts_the_crops_adaptation_runs_on():
     rate = te.MachineRate(fixed=2.0, per_pixel=1e-5, per_adapted=2e-5, per_step=3e-5)
     assert rate.seconds(3000, 4000, 10, 1024 * 1024) == pytest.approx(2 + 120 + (2e-5 + 10 * 3e-5) * 4 * 512 * 512)
     assert rate.seconds(3000, 4000, 0, 1024 * 1024, run=13e6) == pytest.approx(2 + 130)  # no steps: not adapted
+    # The self-check: two forward passes over the crops, two thirds of a step; nothing without adaptation.
+    checked = rate.seconds(3000, 4000, 10, 1024 * 1024, self_check=True)
+    assert checked == pytest.approx(2 + 120 + (2e-5 + (10 + 2 / 3) * 3e-5) * 4 * 512 * 512)
+    assert rate.seconds(3000, 4000, 0, 1024 * 1024, run=13e6, self_check=True) == pytest.approx(2 + 130)
     assert [te.format_seconds(s) for s in (42.4, 400, 3900)] == ['42 s', '6 min 40 s', '1 h 05 min']
 
 
