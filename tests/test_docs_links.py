@@ -23,7 +23,9 @@ CARD_BLOCKS = ['standing', 'summary:x2_direct'] + [f'{part}:{kind}' for kind in 
                                                    for part in ('campaign', 'measured')]
 PRINTOUT_BLOCKS = {'bench:gaussian': 'docs/blind_mode.md', 'bench:div2krk': 'docs/blind_mode.md',
                    'gallery': 'docs/blind_mode.md', 'bench:photos': 'docs/photos.md', 'speed:adapt': 'docs/speed.md',
-                   'speed:meta': 'docs/speed.md', 'speed:large': 'docs/speed.md'}
+                   'speed:meta': 'docs/speed.md', 'speed:large': 'docs/speed.md', 'speed:adapt_bf16': 'docs/speed.md',
+                   'speed:meta_bf16': 'docs/speed.md', 'speed:tf': 'docs/speed.md', 'speed:campaign': 'docs/speed.md',
+                   'speed:large_bf16': 'docs/speed.md', 'bench:large': 'docs/photos.md'}
 
 
 def _read(page):
