@@ -121,14 +121,14 @@ def build_parser():
         '(official given-kernel config)')
     parser.add_argument(
         '--tile',
-        type=tile_arg,
+        type=auto_or_pixels,
         default=AUTO_TILE,
         metavar='PIXELS',
         help=f'LR tile size for inference of larger images (0: never tile; default: auto, the LR tile whose SR is '
         f'{SR_TILE} pixels a side: {SR_TILE // 2} at x2, {SR_TILE // 4} at x4)')
     parser.add_argument(
         '--crop-budget',
-        type=crop_budget_arg,
+        type=auto_or_pixels,
         default=AUTO_BUDGET,
         metavar='PIXELS',
         help='adapt on random crops of at most this many LR pixels in all when the image is larger (0: never; '
@@ -177,19 +177,10 @@ def build_parser():
     return parser
 
 
-def tile_arg(text):
-    """``--tile``: ``auto`` or a whole number (checked against ``val.adapt.tile`` in _plan)."""
-    if text == AUTO_TILE:
-        return text
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'expected auto or a whole number of LR pixels, got {text!r}') from None
-
-
-def crop_budget_arg(text):
-    """``--crop-budget``: ``auto`` or a whole number (checked against ``val.adapt.crop_budget`` in _plan)."""
-    if text == AUTO_BUDGET:
+def auto_or_pixels(text):
+    """``--tile`` and ``--crop-budget``: ``auto`` (:data:`AUTO_TILE`, :data:`AUTO_BUDGET`) or a whole number of LR
+    pixels (checked against ``val.adapt`` in _plan)."""
+    if text in (AUTO_TILE, AUTO_BUDGET):
         return text
     try:
         return int(text)
