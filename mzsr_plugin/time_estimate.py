@@ -93,6 +93,17 @@ def run_pixels(height, width, tile, overlap):
     return covered(height) * covered(width)
 
 
+def sr_tiling(settings, net):
+    """The LR tile and margin of a run's SR: only a plain conv stack (MZSRNet) is tiled, with the margins its
+    receptive field needs (as :func:`~mzsr_plugin.inference.run_image` runs it).
+
+    Returns:
+        tuple[int | None, int]: The tile (None: untiled) and the margin, in LR pixels.
+    """
+    tile = tile_for(settings.tile, settings.scale) if hasattr(net, 'convs') else None
+    return tile, required_overlap(len(net.convs), settings.scale) if tile else 0
+
+
 def adapted_pixels(height, width, crop_budget):
     """LR pixels adaptation runs on: the whole LR, or the crops the budget allows (as
     :func:`~mzsr_plugin.models.tiling.adaptation_crops` cuts them; ``'auto'`` resolved for this size)."""
@@ -162,7 +173,7 @@ def calibrate(ext, choice, settings, net, output=None):
                 _synthetic_photo(path, side)
             # Without the self-check: where it picks bicubic on a synthetic photo the SR is skipped, so runs of 1 and
             # 5 steps that choose differently do not differ by 4 steps (two calibrations with it measured per-step
-            # rates 50% apart). Its two forward passes over the crops are left out of the estimate.
+            # rates 50% apart). Its two forward passes over the crops are added as SELF_CHECK_STEPS.
             run = dataclasses.replace(settings, steps=steps, crop_budget=0, compare=False, self_check=False)
             began = time.perf_counter()
             result = run_image(path, choice, run, net, rng=np.random.default_rng(0))
@@ -174,9 +185,8 @@ def calibrate(ext, choice, settings, net, output=None):
         for side, steps in ((small, 0), (large, 0), (small, few), (small, more)):
             times[side, steps] = measure(side, steps)
     # The SR of the larger photo runs in tiles, with their margins, as a big photo's does.
-    tile = tile_for(settings.tile, settings.scale) if hasattr(net, 'convs') else None
-    overlap = required_overlap(len(net.convs), settings.scale) if tile else 0
-    run_small, run_large = (run_pixels(side, side, tile, overlap) for side in (small, large))
+    tiling = sr_tiling(settings, net)
+    run_small, run_large = (run_pixels(side, side, *tiling) for side in (small, large))
     per_pixel = max(times[large, 0] - times[small, 0], 0.0) / (run_large - run_small)
     fixed = max(times[small, 0] - per_pixel * run_small, 0.0)
     per_step = max(times[small, more] - times[small, few], 0.0) / ((more - few) * small**2)
@@ -209,11 +219,9 @@ def estimate_photos(jobs, settings, net, output=None, rate=None):
         return None, {}
     path, choice = large[0]
     rate = rate or calibrate(osp.splitext(path)[1].lower(), choice, settings, net, output)
-    # Only a plain conv stack (MZSRNet) is tiled, with the margins its receptive field needs.
-    tile = tile_for(settings.tile, settings.scale) if hasattr(net, 'convs') else None
-    overlap = required_overlap(len(net.convs), settings.scale) if tile else 0
+    tiling = sr_tiling(settings, net)
     return rate, {
         path: (*sizes[path], rate.seconds(*sizes[path], settings.steps, settings.crop_budget,
-                                          run_pixels(*sizes[path], tile, overlap), settings.self_check))
+                                          run_pixels(*sizes[path], *tiling), settings.self_check))
         for path, _ in large
     }

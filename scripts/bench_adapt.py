@@ -141,7 +141,6 @@ def official_pretrained(official_dir, device):
     state, _ = convert_mzsr_checkpoint(prefix)
     net = MZSRNet(scale=2)
     net.load_state_dict(state)
-    net.inner_lrs = None
     return net.to(device).eval(), prefix
 
 
